@@ -1,0 +1,126 @@
+/* shardlite: public C API.
+ *
+ * Conventions: every fallible function returns sl_status (SL_OK == 0); on failure a message
+ * saying what and where is kept per thread and read with sl_last_error(). Objects are opaque;
+ * each sl_x_create pairs with a NULL-safe sl_x_destroy. Out-parameters come last. Nothing in
+ * the library calls exit() or abort().
+ */
+#ifndef SHARDLITE_H
+#define SHARDLITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SL_API __attribute__((visibility("default")))
+#else
+#define SL_API
+#endif
+
+typedef enum sl_status {
+    SL_OK = 0,
+    SL_ERR_INVALID_ARG,   /* a caller passed a bad argument */
+    SL_ERR_IO,            /* a file could not be opened, mapped or written */
+    SL_ERR_FORMAT,        /* a model file is malformed */
+    SL_ERR_ENCRYPTED,     /* a model file is encrypted */
+    SL_ERR_UNSUPPORTED,   /* an operator, dtype or feature the runtime does not have */
+    SL_ERR_SHAPE,         /* shapes do not agree */
+    SL_ERR_NOMEM,         /* an allocation failed */
+    SL_ERR_STATE,         /* a call out of order (e.g. predict before build) */
+    SL_ERR_INTERNAL,      /* a bug: please report */
+} sl_status;
+
+/* Values match MindSpore Lite's DataType numbering. */
+typedef enum sl_dtype {
+    SL_DTYPE_UNKNOWN = 0,
+    SL_DTYPE_BOOL = 30,
+    SL_DTYPE_INT8 = 32,
+    SL_DTYPE_INT16 = 33,
+    SL_DTYPE_INT32 = 34,
+    SL_DTYPE_INT64 = 35,
+    SL_DTYPE_UINT8 = 37,
+    SL_DTYPE_UINT16 = 38,
+    SL_DTYPE_UINT32 = 39,
+    SL_DTYPE_UINT64 = 40,
+    SL_DTYPE_FLOAT16 = 42,
+    SL_DTYPE_FLOAT32 = 43,
+    SL_DTYPE_FLOAT64 = 44,
+    SL_DTYPE_BFLOAT16 = 46, /* extension: not in MindSpore Lite */
+} sl_dtype;
+
+#define SL_MAX_DIMS 8
+
+typedef struct sl_context sl_context;
+typedef struct sl_model sl_model;
+typedef struct sl_tensor sl_tensor;
+
+/* The message of the last failure on this thread ("" if none). Valid until the next call. */
+SL_API const char *sl_last_error(void);
+SL_API const char *sl_status_name(sl_status status);
+SL_API const char *sl_version(void);
+/* A comma-separated list of the backends compiled in, e.g. "cpu,blas=openblas". */
+SL_API const char *sl_build_info(void);
+/* Bytes per element of a dtype, 0 for an unknown one. */
+SL_API size_t sl_dtype_size(sl_dtype dtype);
+SL_API const char *sl_dtype_name(sl_dtype dtype);
+
+/* ---- context ---- */
+SL_API sl_status sl_context_create(sl_context **out);
+SL_API void sl_context_destroy(sl_context *ctx);
+/* 0 = automatic (the number of online CPUs). */
+SL_API sl_status sl_context_set_thread_num(sl_context *ctx, int thread_num);
+SL_API int sl_context_get_thread_num(const sl_context *ctx);
+
+/* ---- model ---- */
+/* Loads a MindIR file, infers shapes and plans memory. The context is copied; the caller keeps
+ * ownership of ctx (NULL = defaults). */
+SL_API sl_status sl_model_build_from_file(const char *path, const sl_context *ctx,
+                                          sl_model **out);
+/* Writes the model's graph and weights as MindIR (MindSpore 2.x encoding). external_data != 0
+ * puts the weights into "<stem>_variables/data_0" beside the file, 64-byte aligned. */
+SL_API sl_status sl_model_save(const sl_model *model, const char *path, int external_data);
+SL_API void sl_model_destroy(sl_model *model);
+
+SL_API size_t sl_model_input_count(const sl_model *model);
+SL_API size_t sl_model_output_count(const sl_model *model);
+/* Borrowed handles, valid until the model is destroyed. Input tensors own their buffers;
+ * write input data into them before sl_model_predict. Output tensors hold the results of the
+ * last predict until the next predict or resize. */
+SL_API sl_tensor *sl_model_input(const sl_model *model, size_t index);
+SL_API sl_tensor *sl_model_output(const sl_model *model, size_t index);
+/* Sets new shapes for all inputs (dims[i] has ranks[i] entries), re-infers shapes and re-plans. */
+SL_API sl_status sl_model_resize(sl_model *model, size_t n_inputs, const int64_t *const *dims,
+                                 const size_t *ranks);
+SL_API sl_status sl_model_predict(sl_model *model);
+
+/* Metadata. Borrowed strings, valid until the model is destroyed. */
+SL_API const char *sl_model_producer(const sl_model *model);         /* e.g. "MindSpore 2.5.0" */
+SL_API size_t sl_model_node_count(const sl_model *model);
+SL_API const char *sl_model_node_op(const sl_model *model, size_t index);
+/* Weights: the graph's constant tensors (count, total bytes). */
+SL_API size_t sl_model_weight_count(const sl_model *model);
+SL_API size_t sl_model_weight_bytes(const sl_model *model);
+/* Bytes of the activation arena planned for the current shapes. */
+SL_API size_t sl_model_arena_bytes(const sl_model *model);
+
+/* ---- tensor (borrowed from a model) ---- */
+SL_API const char *sl_tensor_name(const sl_tensor *t);
+SL_API sl_dtype sl_tensor_dtype(const sl_tensor *t);
+SL_API size_t sl_tensor_rank(const sl_tensor *t);
+/* Dimension i; -1 for a dynamic dimension not yet resolved. */
+SL_API int64_t sl_tensor_dim(const sl_tensor *t, size_t i);
+SL_API size_t sl_tensor_element_count(const sl_tensor *t);
+SL_API size_t sl_tensor_byte_size(const sl_tensor *t);
+/* The tensor's buffer (NULL while its shape is unresolved). Valid until the next resize. */
+SL_API void *sl_tensor_data(sl_tensor *t);
+/* Copies size bytes into the tensor; size must equal sl_tensor_byte_size. */
+SL_API sl_status sl_tensor_set_data(sl_tensor *t, const void *data, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
