@@ -1,0 +1,370 @@
+#include "runtime/model.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ARENA_ALIGN 64
+
+static size_t align_up(size_t n)
+{
+    return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
+
+sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
+{
+    *out = NULL;
+    struct sl_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        sl_graph_destroy(g);
+        return sl_error(SL_ERR_NOMEM, "model: out of memory");
+    }
+    m->g = g;
+    if (thread_num <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        thread_num = n > 0 ? (int)n : 1;
+    }
+    m->thread_num = thread_num;
+    int max_in = 1, max_out = 1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        max_in = g->nodes[i].n_in > max_in ? g->nodes[i].n_in : max_in;
+        max_out = g->nodes[i].n_out > max_out ? g->nodes[i].n_out : max_out;
+    }
+    m->scratch = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *m->scratch);
+    m->call_in = calloc((size_t)max_in, sizeof *m->call_in);
+    m->call_out = calloc((size_t)max_out, sizeof *m->call_out);
+    m->inputs = calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *m->inputs);
+    m->outputs = calloc((size_t)(g->n_outputs ? g->n_outputs : 1), sizeof *m->outputs);
+    if (!m->scratch || !m->call_in || !m->call_out || !m->inputs || !m->outputs) {
+        sl_runtime_destroy(m);
+        return sl_error(SL_ERR_NOMEM, "model: out of memory");
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        m->inputs[i] = (struct sl_tensor){m, g->inputs[i]};
+    }
+    for (int i = 0; i < g->n_outputs; i++) {
+        m->outputs[i] = (struct sl_tensor){m, g->outputs[i]};
+    }
+    snprintf(m->producer, sizeof m->producer, "%s %s", g->producer_name ? g->producer_name : "",
+             g->producer_version ? g->producer_version : "");
+    sl_status st = sl_pool_create(thread_num, &m->pool);
+    if (st != SL_OK) {
+        sl_runtime_destroy(m);
+        return st;
+    }
+    *out = m;
+    return SL_OK;
+}
+
+void sl_runtime_destroy(struct sl_model *m)
+{
+    if (!m) {
+        return;
+    }
+    sl_pool_destroy(m->pool);
+    free(m->arena);
+    free(m->scratch);
+    free(m->call_in);
+    free(m->call_out);
+    free(m->inputs);
+    free(m->outputs);
+    sl_graph_destroy(m->g);
+    free(m);
+}
+
+static void bind_call(struct sl_model *m, int ni, sl_op_call *call)
+{
+    const sl_node *n = &m->g->nodes[ni];
+    memset(call, 0, sizeof *call);
+    call->node = n;
+    call->p = &n->params;
+    call->in = m->call_in;
+    call->out = m->call_out;
+    call->n_in = n->n_in;
+    call->n_out = n->n_out;
+    for (int k = 0; k < n->n_in; k++) {
+        call->in[k] = n->in[k] >= 0 ? &m->g->values[n->in[k]] : NULL;
+    }
+    for (int k = 0; k < n->n_out; k++) {
+        call->out[k] = &m->g->values[n->out[k]];
+    }
+}
+
+static sl_status node_error(const sl_node *n, sl_status st)
+{
+    return sl_error_wrap(st, "node '%s' (%s)", n->name, sl_op_get(n->op)->name);
+}
+
+/* Checks infer's results: every output typed and with non-negative dims. */
+static sl_status check_outputs(const sl_op_call *call)
+{
+    for (int k = 0; k < call->n_out; k++) {
+        const sl_value *v = call->out[k];
+        if (sl_dtype_size(v->dtype) == 0 || sl_shape_numel(&v->shape) < 0) {
+            return sl_error(SL_ERR_INTERNAL, "output %d was not inferred", k);
+        }
+    }
+    return SL_OK;
+}
+
+/* Runs a node whose inputs are all known at prepare time, keeping its outputs as constants. */
+static sl_status fold_node(struct sl_model *m, sl_op_call *call)
+{
+    for (int k = 0; k < call->n_out; k++) {
+        sl_value *v = call->out[k];
+        size_t bytes = sl_value_bytes(v);
+        if (posix_memalign(&v->owned, ARENA_ALIGN, bytes ? bytes : 1) != 0) {
+            v->owned = NULL;
+            return sl_error(SL_ERR_NOMEM, "out of memory folding a constant");
+        }
+        v->data = v->owned;
+        v->folded = 1;
+    }
+    void *scratch = NULL;
+    if (call->scratch_bytes && posix_memalign(&scratch, ARENA_ALIGN, call->scratch_bytes) != 0) {
+        return sl_error(SL_ERR_NOMEM, "out of memory folding a constant");
+    }
+    call->scratch = scratch;
+    call->pool = NULL;
+    sl_status st = sl_op_get(call->node->op)->kernel(call);
+    free(scratch);
+    for (int k = 0; k < call->n_out; k++) {
+        call->out[k]->dynamic = 0;
+    }
+    (void)m;
+    return st;
+}
+
+/* One buffer to place in the arena: live from node `first` to node `last` (inclusive). */
+typedef struct buffer {
+    size_t size, offset;
+    int first, last;
+    void **slot; /* where the address goes */
+    size_t *capacity;
+} buffer;
+
+static int by_size_desc(const void *a, const void *b)
+{
+    const buffer *x = a, *y = b;
+    return x->size < y->size ? 1 : x->size > y->size ? -1 : 0;
+}
+
+/* Greedy by size: each buffer goes at the lowest offset that no buffer live at the same time
+ * overlaps. Returns the arena size. */
+static size_t place_buffers(buffer *b, int n)
+{
+    qsort(b, (size_t)n, sizeof *b, by_size_desc);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        size_t off = 0;
+        for (int again = 1; again;) {
+            again = 0;
+            for (int j = 0; j < i; j++) {
+                if (b[j].last < b[i].first || b[i].last < b[j].first) {
+                    continue;
+                }
+                if (off < b[j].offset + b[j].size && b[j].offset < off + b[i].size) {
+                    off = b[j].offset + b[j].size;
+                    again = 1;
+                }
+            }
+        }
+        b[i].offset = off;
+        if (off + b[i].size > total) {
+            total = off + b[i].size;
+        }
+    }
+    return total;
+}
+
+static sl_status plan_arena(struct sl_model *m)
+{
+    sl_graph *g = m->g;
+    int n_buf = 0;
+    buffer *bufs = calloc((size_t)(g->n_values + g->n_nodes + 1), sizeof *bufs);
+    int *last_use = malloc(sizeof(int) * (size_t)(g->n_values + 1));
+    if (!bufs || !last_use) {
+        free(bufs);
+        free(last_use);
+        return sl_error(SL_ERR_NOMEM, "model: out of memory planning memory");
+    }
+    for (int v = 0; v < g->n_values; v++) {
+        last_use[v] = -1;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        for (int k = 0; k < g->nodes[i].n_in; k++) {
+            if (g->nodes[i].in[k] >= 0) {
+                last_use[g->nodes[i].in[k]] = i;
+            }
+        }
+    }
+    for (int k = 0; k < g->n_outputs; k++) {
+        last_use[g->outputs[k]] = g->n_nodes;
+    }
+    for (int v = 0; v < g->n_values; v++) {
+        sl_value *val = &g->values[v];
+        if (val->kind == SL_VALUE_CONST || val->folded) {
+            continue;
+        }
+        if (val->kind == SL_VALUE_ACT && val->producer < 0) {
+            continue; /* never produced (e.g. an unused loader placeholder) */
+        }
+        buffer *b = &bufs[n_buf++];
+        b->size = align_up(sl_value_bytes(val) ? sl_value_bytes(val) : 1);
+        b->first = val->kind == SL_VALUE_INPUT ? -1 : val->producer;
+        b->last = val->kind == SL_VALUE_INPUT ? g->n_nodes : last_use[v];
+        if (b->last < b->first) {
+            b->last = b->first; /* produced but unused: live while its producer runs */
+        }
+        b->slot = &val->data;
+        b->capacity = &val->capacity;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        m->scratch[i] = NULL;
+        if (g->nodes[i].scratch && !g->values[g->nodes[i].out[0]].folded) {
+            buffer *b = &bufs[n_buf++];
+            b->size = align_up(g->nodes[i].scratch);
+            b->first = b->last = i;
+            b->slot = &m->scratch[i];
+        }
+    }
+    size_t total = place_buffers(bufs, n_buf);
+    free(m->arena);
+    m->arena = NULL;
+    m->arena_bytes = 0;
+    if (posix_memalign(&m->arena, ARENA_ALIGN, total ? total : ARENA_ALIGN) != 0) {
+        m->arena = NULL;
+        free(bufs);
+        free(last_use);
+        return sl_error(SL_ERR_NOMEM, "model: cannot allocate a %zu-byte activation arena", total);
+    }
+    m->arena_bytes = total;
+    for (int i = 0; i < n_buf; i++) {
+        *bufs[i].slot = (char *)m->arena + bufs[i].offset;
+        if (bufs[i].capacity) {
+            *bufs[i].capacity = bufs[i].size;
+        }
+    }
+    free(bufs);
+    free(last_use);
+    return SL_OK;
+}
+
+sl_status sl_runtime_prepare(struct sl_model *m)
+{
+    sl_graph *g = m->g;
+    m->ready = 0;
+    free(m->arena);
+    m->arena = NULL;
+    m->arena_bytes = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        sl_value *val = &g->values[v];
+        if (val->kind == SL_VALUE_CONST) {
+            continue;
+        }
+        free(val->owned);
+        val->owned = NULL;
+        val->data = NULL;
+        val->folded = 0;
+        val->dynamic = 0;
+        val->capacity = 0;
+    }
+    for (int k = 0; k < g->n_inputs; k++) {
+        if (sl_shape_numel(&g->values[g->inputs[k]].shape) < 0) {
+            return SL_OK; /* dynamic dims: wait for resize */
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        sl_node *n = &g->nodes[i];
+        const sl_op_info *info = sl_op_get(n->op);
+        sl_op_call call;
+        bind_call(m, i, &call);
+        int dynamic = 0, known = 1;
+        for (int k = 0; k < n->n_in; k++) {
+            const sl_value *v = call.in[k];
+            if (!v) {
+                continue;
+            }
+            dynamic |= v->dynamic;
+            known &= v->kind == SL_VALUE_CONST || v->folded;
+        }
+        /* a Shape needs only its input's (static) shape */
+        known |= n->op == SL_OP_SHAPE && !dynamic;
+        sl_status st = info->infer(&call);
+        if (st == SL_OK) {
+            st = check_outputs(&call);
+        }
+        if (st != SL_OK) {
+            return node_error(n, st);
+        }
+        n->scratch = call.scratch_bytes;
+        n->dynamic = (uint8_t)dynamic;
+        for (int k = 0; k < n->n_out; k++) {
+            call.out[k]->dynamic |= (uint8_t)dynamic;
+        }
+        if (known) {
+            st = fold_node(m, &call);
+            if (st != SL_OK) {
+                return node_error(n, st);
+            }
+        }
+    }
+    SL_TRY(plan_arena(m));
+    m->ready = 1;
+    return SL_OK;
+}
+
+sl_status sl_runtime_predict(struct sl_model *m)
+{
+    sl_graph *g = m->g;
+    if (!m->ready) {
+        for (int k = 0; k < g->n_inputs; k++) {
+            const sl_value *v = &g->values[g->inputs[k]];
+            if (sl_shape_numel(&v->shape) < 0) {
+                char buf[128];
+                return sl_error(SL_ERR_STATE,
+                                "input '%s' has unresolved dims %s: call resize with concrete "
+                                "shapes before predict",
+                                v->name, sl_shape_str(&v->shape, buf, sizeof buf));
+            }
+        }
+        return sl_error(SL_ERR_STATE, "the model is not built");
+    }
+    openblas_set_num_threads(m->thread_num);
+    for (int i = 0; i < g->n_nodes; i++) {
+        sl_node *n = &g->nodes[i];
+        if (g->values[n->out[0]].folded) {
+            continue;
+        }
+        const sl_op_info *info = sl_op_get(n->op);
+        sl_op_call call;
+        bind_call(m, i, &call);
+        call.pool = m->pool;
+        call.scratch = m->scratch[i];
+        sl_status st = SL_OK;
+        if (n->dynamic) {
+            call.running = 1;
+            st = info->infer(&call);
+            for (int k = 0; k < n->n_out && st == SL_OK; k++) {
+                if (sl_value_bytes(call.out[k]) > call.out[k]->capacity) {
+                    st = sl_error(SL_ERR_SHAPE,
+                                  "output %d needs %zu bytes at run time, %zu were planned", k,
+                                  sl_value_bytes(call.out[k]), call.out[k]->capacity);
+                }
+            }
+            if (st == SL_OK && call.scratch_bytes > n->scratch) {
+                st = sl_error(SL_ERR_SHAPE, "scratch of %zu bytes needed, %zu planned",
+                              call.scratch_bytes, n->scratch);
+            }
+        }
+        if (st == SL_OK) {
+            st = info->kernel(&call);
+        }
+        if (st != SL_OK) {
+            return node_error(n, st);
+        }
+    }
+    return SL_OK;
+}
