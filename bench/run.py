@@ -1,0 +1,235 @@
+"""shardlite benchmarks against onnxruntime on the same weights (see bench/README.md).
+
+    .venv/bin/python bench/run.py [--quick] [--only lenet|mlp|build] [--json PATH]
+
+Exit status: 0 when every entry ran and the outputs agreed (goals missed or not), 1 otherwise.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+import numpy as np
+
+import harness
+import models
+
+PROBE = str(harness.HERE / "build_probe.py")
+
+
+class Settings:
+    def __init__(self, quick):
+        self.quick = quick
+        self.budget_s = 0.2 if quick else 1.0   # timed seconds per runtime per row
+        self.max_runs = 50 if quick else 1000
+        self.probes = 1 if quick else 3           # fresh processes per runtime for `build`
+
+
+def _latency_row(entry, threads, batch, sl, ort):
+    ratio = sl["median_ms"] / ort["median_ms"]
+    return {"entry": entry, "threads": threads, "batch": batch, "metric": "latency ms",
+            "shardlite": sl, "onnxruntime": ort, "ratio": ratio,
+            "goal": "ratio <= 1.0", "met": ratio <= 1.0}
+
+
+def _compare(entry, threads, batch, sl_run, ort_run, x, s):
+    harness.check_close("%s threads=%d batch=%d" % (entry, threads, batch), sl_run(x), ort_run(x))
+    sl, ort = harness.time_pair(sl_run, ort_run, x, budget_s=s.budget_s, max_runs=s.max_runs)
+    return _latency_row(entry, threads, batch, sl, ort)
+
+
+def bench_lenet(mslite, s, tmp):
+    path = harness.fixtures_dir() / "ori_net.mindir"
+    onnx_model, dims = models.lenet_onnx(path)
+    x = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
+    rows = []
+    for threads in (1, 2):
+        _m, sl_run = harness.shardlite_runner(mslite, path, threads)
+        _s, ort_run = harness.ort_runner(onnx_model, threads)
+        rows.append(_compare("lenet", threads, dims[0], sl_run, ort_run, x, s))
+    return rows
+
+
+def bench_mlp(mslite, s, tmp):
+    weights = models.mlp_weights(layers=4, dim=4096, seed=0)
+    rng = np.random.default_rng(1)
+    rows = []
+    for batch in (1, 64):
+        path = models.write_mlp_mindir(os.path.join(tmp, "mlp_b%d.mindir" % batch), weights, batch)
+        onnx_model = models.mlp_onnx(weights, batch).SerializeToString()
+        x = rng.standard_normal((batch, 4096)).astype(np.float32)
+        for threads in (1, 2):
+            _m, sl_run = harness.shardlite_runner(mslite, path, threads)
+            _s, ort_run = harness.ort_runner(onnx_model, threads)
+            rows.append(_compare("mlp 4x4096", threads, batch, sl_run, ort_run, x, s))
+            del _m, sl_run, _s, ort_run  # one pair of copies of the weights at a time
+        os.remove(path)
+    return rows
+
+
+def _probe(runtime, files, threads, x_path, out_path):
+    cmd = [sys.executable, PROBE, runtime, files["model"], str(threads), x_path, out_path,
+           *files["files"]]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if res.returncode != 0:
+        raise RuntimeError("%s probe failed (exit %d):\n%s" % (runtime, res.returncode,
+                                                              res.stderr[-4000:]))
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _agg(probes):
+    """Median build time and first predict, worst-case memory over the probe processes."""
+    def med(k):
+        return float(np.median([p[k] for p in probes]))
+
+    def worst(k):
+        return max(p[k] for p in probes)
+
+    return {"build_ms": med("build_s") * 1e3, "first_predict_ms": med("first_predict_s") * 1e3,
+            "rss_base_mib": med("rss_base_mib"),
+            "rss_after_build_mib": worst("rss_after_build_mib"),
+            "rss_mib": worst("rss_mib"), "peak_rss_mib": worst("peak_rss_mib"),
+            "runs": len(probes), "build_ms_all": [p["build_s"] * 1e3 for p in probes]}
+
+
+def bench_build(mslite, s, tmp):
+    threads = 2
+    folder = tempfile.mkdtemp(prefix="chain-", dir=tmp)
+    t0 = time.perf_counter()
+    chain = models.write_chain(folder, layers=16, dim=4096)
+    print("  (wrote the %.0f MiB chain model twice in %.1f s)"
+          % (chain["weight_bytes"] / 2**20, time.perf_counter() - t0), flush=True)
+    x_path = os.path.join(folder, "x.npy")
+    np.save(x_path, np.random.default_rng(2).standard_normal((1, chain["dim"])).astype(np.float32))
+    outs = {rt: os.path.join(folder, "%s.npy" % rt) for rt in ("shardlite", "ort")}
+    probes = {"shardlite": [], "ort": []}
+    for i in range(s.probes):
+        for rt in (("shardlite", "ort") if i % 2 == 0 else ("ort", "shardlite")):
+            probes[rt].append(_probe(rt, chain[rt], threads, x_path, outs[rt]))
+        harness.check_close("build chain", np.load(outs["shardlite"]), np.load(outs["ort"]))
+    sl, ort = _agg(probes["shardlite"]), _agg(probes["ort"])
+    limit_mib = (chain["weight_bytes"] + chain["activation_bytes"]) / 2**20 + 64
+    common = {"entry": "build 1 GiB ext", "threads": threads, "batch": 1}
+    return [
+        dict(common, metric="build ms (warm)",
+             shardlite={"median_ms": sl["build_ms"], "all_ms": sl["build_ms_all"]},
+             onnxruntime={"median_ms": ort["build_ms"], "all_ms": ort["build_ms_all"]},
+             ratio=sl["build_ms"] / ort["build_ms"], goal="< 200 ms",
+             met=sl["build_ms"] < 200),
+        dict(common, metric="first predict ms",
+             shardlite={"median_ms": sl["first_predict_ms"]},
+             onnxruntime={"median_ms": ort["first_predict_ms"]},
+             ratio=sl["first_predict_ms"] / ort["first_predict_ms"], goal="-", met=None),
+        dict(common, metric="peak RSS MiB",
+             shardlite=dict(sl, value=sl["peak_rss_mib"]),
+             onnxruntime=dict(ort, value=ort["peak_rss_mib"]),
+             ratio=sl["peak_rss_mib"] / ort["peak_rss_mib"], goal="< %.0f MiB" % limit_mib,
+             met=sl["peak_rss_mib"] < limit_mib,
+             limit_mib=limit_mib, weight_bytes=chain["weight_bytes"],
+             activation_bytes=chain["activation_bytes"]),
+    ]
+
+
+ENTRIES = {"lenet": bench_lenet, "mlp": bench_mlp, "build": bench_build}
+
+
+# ---- report ----
+
+def _cell(stats):
+    if "value" in stats:
+        return "%.0f" % stats["value"]
+    if "p10_ms" in stats:
+        return "%.3f [%.3f-%.3f]" % (stats["median_ms"], stats["p10_ms"], stats["p90_ms"])
+    return "%.3f" % stats["median_ms"]
+
+
+def print_table(rows):
+    head = ("entry", "thr", "batch", "metric", "shardlite", "onnxruntime", "ratio", "goal", "met?")
+    lines = [head]
+    for r in rows:
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
+        lines.append((r["entry"], str(r["threads"]), str(r["batch"]), r["metric"],
+                      _cell(r["shardlite"]), _cell(r["onnxruntime"]), "%.2g" % r["ratio"]
+                      if r["ratio"] < 0.1 else "%.2f" % r["ratio"],
+                      r["goal"], met))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    for n, line in enumerate(lines):
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    print("latency cells: median [p10-p90] in ms; ratio = shardlite / onnxruntime medians")
+
+
+def environment(mslite):
+    import onnxruntime
+
+    env = {"python": platform.python_version(), "machine": platform.machine(),
+           "cpus": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
+           "numpy": np.__version__, "shardlite": getattr(mslite, "__version__", "?")}
+    try:
+        env["shardlite_build"] = mslite.build_info()
+    except Exception as e:  # informational only
+        env["shardlite_build"] = repr(e)
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    return env
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test)")
+    ap.add_argument("--only", choices=sorted(ENTRIES), action="append",
+                    help="run only this entry (may be repeated)")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    args = ap.parse_args(argv)
+
+    import shardlite as mslite
+
+    settings = Settings(args.quick)
+    env = environment(mslite)
+    print("shardlite %s vs onnxruntime %s, %s CPUs%s" % (
+        env["shardlite"], env["onnxruntime"], env["cpus"],
+        "".join(", %s=%s" % (k, env[k]) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+                if k in env)), flush=True)
+
+    rows, errors = [], []
+    tmp = tempfile.mkdtemp(prefix="shardlite-bench-", dir="/tmp")
+    t_start = time.perf_counter()
+    try:
+        for name in args.only or list(ENTRIES):
+            print("running %s ..." % name, flush=True)
+            t0 = time.perf_counter()
+            try:
+                rows += ENTRIES[name](mslite, settings, tmp)
+            except harness.Mismatch as e:
+                errors.append({"entry": name, "error": "mismatch: %s" % e})
+                print("  MISMATCH: %s" % e, flush=True)
+            except Exception as e:
+                errors.append({"entry": name, "error": "%s: %s" % (type(e).__name__, e)})
+                traceback.print_exc()
+            print("  %s took %.1f s" % (name, time.perf_counter() - t0), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print()
+    print_table(rows)
+    print("total %.1f s" % (time.perf_counter() - t_start))
+    for e in errors:
+        print("ERROR in %s: %s" % (e["entry"], e["error"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "quick": args.quick, "rows": rows, "errors": errors},
+                      f, indent=2)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
