@@ -1,6 +1,7 @@
 #include "runtime/model.h"
 
-#include <cblas.h>
+#include "backend/cpu/gemm.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
         return sl_error(SL_ERR_NOMEM, "model: out of memory");
     }
     m->g = g;
+    sl_gemm_init();
     if (thread_num <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         thread_num = n > 0 ? (int)n : 1;
@@ -332,7 +334,6 @@ sl_status sl_runtime_predict(struct sl_model *m)
         }
         return sl_error(SL_ERR_STATE, "the model is not built");
     }
-    openblas_set_num_threads(m->thread_num);
     for (int i = 0; i < g->n_nodes; i++) {
         sl_node *n = &g->nodes[i];
         if (g->values[n->out[0]].folded) {

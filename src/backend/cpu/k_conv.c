@@ -1,6 +1,6 @@
 /* Sliding-window layers on NCHW tensors: Conv2D (im2col + BLAS GEMM per image and group) and
  * MaxPool/AvgPool (direct, one N*C plane per work item). */
-#include <cblas.h>
+#include "backend/cpu/gemm.h"
 #include <math.h>
 #include <string.h>
 
@@ -38,17 +38,28 @@ static void im2col_rows(void *arg, int64_t begin, int64_t end)
         int64_t j = r % w->kw, i = (r / w->kw) % w->kh, c = r / (w->kw * w->kh);
         const float *plane = jb->x + c * jb->h * jb->wd;
         float *dst = jb->col + r * w->oh * w->ow;
+        /* output columns [lo, hi) read inside the row: iw = ow * sw + off in [0, wd) */
+        int64_t off = j * w->dw - w->pl;
+        int64_t lo = off >= 0 ? 0 : (-off + w->sw - 1) / w->sw;
+        int64_t hi = off >= jb->wd ? 0 : (jb->wd - 1 - off) / w->sw + 1;
+        hi = hi < w->ow ? hi : w->ow;
+        lo = lo < hi ? lo : hi;
         for (int64_t oh = 0; oh < w->oh; oh++, dst += w->ow) {
             int64_t ih = oh * w->sh - w->pt + i * w->dh;
             if (ih < 0 || ih >= jb->h) {
                 memset(dst, 0, (size_t)w->ow * sizeof *dst);
                 continue;
             }
-            const float *src = plane + ih * jb->wd;
-            for (int64_t ow = 0; ow < w->ow; ow++) {
-                int64_t iw = ow * w->sw - w->pl + j * w->dw;
-                dst[ow] = iw >= 0 && iw < jb->wd ? src[iw] : 0.0f;
+            const float *src = plane + ih * jb->wd + off;
+            memset(dst, 0, (size_t)lo * sizeof *dst);
+            if (w->sw == 1) {
+                memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof *dst);
+            } else {
+                for (int64_t ow = lo; ow < hi; ow++) {
+                    dst[ow] = src[ow * w->sw];
+                }
             }
+            memset(dst + hi, 0, (size_t)(w->ow - hi) * sizeof *dst);
         }
     }
 }
@@ -87,9 +98,8 @@ sl_status sl_kernel_conv2d(sl_op_call *call)
                     yg[oc * ohw + p] = bval;
                 }
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)og, (int)ohw, (int)kdim,
-                        1.0f, wt + g * og * kdim, (int)kdim, col, (int)ohw, bias ? 1.0f : 0.0f, yg,
-                        (int)ohw);
+            sl_gemm_f32(call->pool, 0, 0, og, ohw, kdim, wt + g * og * kdim, col,
+                        bias ? 1.0f : 0.0f, yg);
         }
     }
     return SL_OK;
@@ -100,42 +110,46 @@ sl_status sl_kernel_conv2d(sl_op_call *call)
 typedef struct pool_job {
     const sl_window2d *w;
     int64_t h, wd;
-    int avg;
     const void *x; /* [N * C, H, W] */
     void *y;       /* [N * C, OH, OW] */
 } pool_job;
 
-/* Planes [begin, end): the max, or the mean over the window's non-padded elements. */
-#define DEFINE_POOL_PLANES(name, T, lowest)                                                        \
+/* Planes [begin, end): the max (NaN wins), or the mean over the window's non-padded elements.
+ * AVG is a constant so each variant compiles to its own tight loop. */
+#define DEFINE_POOL_PLANES(name, T, AVG)                                                           \
     static void name(void *arg, int64_t begin, int64_t end)                                        \
     {                                                                                              \
         const pool_job *jb = arg;                                                                  \
         const sl_window2d *w = jb->w;                                                              \
+        const int64_t h = jb->h, wd = jb->wd;                                                      \
         for (int64_t pl = begin; pl < end; pl++) {                                                 \
-            const T *x = (const T *)jb->x + pl * jb->h * jb->wd;                                   \
+            const T *x = (const T *)jb->x + pl * h * wd;                                           \
             T *y = (T *)jb->y + pl * w->oh * w->ow;                                                \
             for (int64_t oh = 0; oh < w->oh; oh++) {                                               \
                 int64_t h0 = oh * w->sh - w->pt, h1 = h0 + w->kh;                                  \
                 h0 = h0 < 0 ? 0 : h0;                                                              \
-                h1 = h1 > jb->h ? jb->h : h1;                                                      \
+                h1 = h1 > h ? h : h1;                                                              \
                 for (int64_t ow = 0; ow < w->ow; ow++) {                                           \
                     int64_t w0 = ow * w->sw - w->pl, w1 = w0 + w->kw;                              \
                     w0 = w0 < 0 ? 0 : w0;                                                          \
-                    w1 = w1 > jb->wd ? jb->wd : w1;                                                \
-                    T acc = jb->avg ? 0 : lowest;                                                  \
+                    w1 = w1 > wd ? wd : w1;                                                        \
+                    T acc = AVG ? 0 : -INFINITY;                                                   \
                     for (int64_t ih = h0; ih < h1; ih++) {                                         \
+                        const T *row = x + ih * wd;                                                \
                         for (int64_t iw = w0; iw < w1; iw++) {                                     \
-                            T v = x[ih * jb->wd + iw];                                             \
-                            acc = jb->avg ? acc + v : (v > acc || isnan(v) ? v : acc);             \
+                            T v = row[iw];                                                         \
+                            acc = AVG ? acc + v : (v > acc || v != v ? v : acc);                   \
                         }                                                                          \
                     }                                                                              \
-                    y[oh * w->ow + ow] = jb->avg ? acc / (T)((h1 - h0) * (w1 - w0)) : acc;         \
+                    y[oh * w->ow + ow] = AVG ? acc / (T)((h1 - h0) * (w1 - w0)) : acc;             \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     }
-DEFINE_POOL_PLANES(pool_f32, float, -INFINITY)
-DEFINE_POOL_PLANES(pool_f64, double, -INFINITY)
+DEFINE_POOL_PLANES(max_pool_f32, float, 0)
+DEFINE_POOL_PLANES(max_pool_f64, double, 0)
+DEFINE_POOL_PLANES(avg_pool_f32, float, 1)
+DEFINE_POOL_PLANES(avg_pool_f64, double, 1)
 
 sl_status sl_kernel_pool2d(sl_op_call *call)
 {
@@ -146,10 +160,12 @@ sl_status sl_kernel_pool2d(sl_op_call *call)
     if (sl_shape_numel(&call->out[0]->shape) == 0) {
         return SL_OK;
     }
-    pool_job jb = {.w = &w, .h = xs->dims[2], .wd = xs->dims[3],
-                   .avg = call->node->op == SL_OP_AVG_POOL, .x = xv->data,
+    pool_job jb = {.w = &w, .h = xs->dims[2], .wd = xs->dims[3], .x = xv->data,
                    .y = call->out[0]->data};
-    sl_pool_for(call->pool, xs->dims[0] * xs->dims[1], grain_for(w.oh * w.ow, w.kh * w.kw),
-                xv->dtype == SL_DTYPE_FLOAT32 ? pool_f32 : pool_f64, &jb);
+    int f32 = xv->dtype == SL_DTYPE_FLOAT32;
+    sl_pool_fn fn = call->node->op == SL_OP_AVG_POOL ? (f32 ? avg_pool_f32 : avg_pool_f64)
+                                                      : (f32 ? max_pool_f32 : max_pool_f64);
+    sl_pool_for(call->pool, xs->dims[0] * xs->dims[1], grain_for(w.oh * w.ow, w.kh * w.kw), fn,
+                &jb);
     return SL_OK;
 }

@@ -1,9 +1,8 @@
-/* MatMul / BatchMatMul: BLAS (GEMM, or GEMV when one side is a vector) for floats, one call per
- * batch on the operands in place; a plain loop over output rows for integers. BLAS's own thread
- * count is set by the runtime, so its calls are not split across the pool. */
-#include <cblas.h>
+/* MatMul / BatchMatMul: BLAS for floats (sl_gemm_*, split across the pool), one product per
+ * batch on the operands in place; a plain loop over output rows for integers. */
 #include <string.h>
 
+#include "backend/cpu/gemm.h"
 #include "core/pool.h"
 #include "graph/infer_nn.h"
 #include "graph/op_impl.h"
@@ -19,28 +18,6 @@ static void batch_offsets(const sl_matmul_dims *d, int64_t bi, int64_t *oa, int6
         *ob += idx * d->b_stride[i];
     }
 }
-
-/* c[m, n] = op(a) op(b) for one batch in row-major storage; every size is >= 1. A row or column
- * vector result goes through GEMV: a [1, k] (or transposed [k, 1]) a is contiguous either way,
- * and so is a [k, 1] (or [1, k]) b. */
-#define DEFINE_BLAS_MATMUL(name, T, gemm, gemv)                                                    \
-    static void name(const sl_matmul_dims *d, int ta, int tb, const T *a, const T *b, T *c)        \
-    {                                                                                              \
-        int m = (int)d->m, n = (int)d->n, k = (int)d->k;                                           \
-        if (m == 1) {                                                                              \
-            /* c^T = op(b)^T a^T */                                                                \
-            gemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? n : k, tb ? k : n, 1, b,      \
-                 tb ? k : n, a, 1, 0, c, 1);                                                       \
-        } else if (n == 1) {                                                                       \
-            gemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, ta ? k : m, ta ? m : k, 1, a,      \
-                 ta ? m : k, b, 1, 0, c, 1);                                                       \
-        } else {                                                                                   \
-            gemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, \
-                 n, k, 1, a, ta ? m : k, b, tb ? k : n, 0, c, n);                                  \
-        }                                                                                          \
-    }
-DEFINE_BLAS_MATMUL(matmul_f32, float, cblas_sgemm, cblas_sgemv)
-DEFINE_BLAS_MATMUL(matmul_f64, double, cblas_dgemm, cblas_dgemv)
 
 typedef struct int_job {
     const sl_matmul_dims *d;
@@ -103,11 +80,11 @@ sl_status sl_kernel_matmul(sl_op_call *call)
         int64_t oa, ob, oc = bi * d.m * d.n;
         batch_offsets(&d, bi, &oa, &ob);
         if (esz == 4) {
-            matmul_f32(&d, ta, tb, (const float *)a->data + oa, (const float *)b->data + ob,
-                       (float *)c->data + oc);
+            sl_gemm_f32(call->pool, ta, tb, d.m, d.n, d.k, (const float *)a->data + oa,
+                        (const float *)b->data + ob, 0, (float *)c->data + oc);
         } else {
-            matmul_f64(&d, ta, tb, (const double *)a->data + oa, (const double *)b->data + ob,
-                       (double *)c->data + oc);
+            sl_gemm_f64(call->pool, ta, tb, d.m, d.n, d.k, (const double *)a->data + oa,
+                        (const double *)b->data + ob, 0, (double *)c->data + oc);
         }
     }
     return SL_OK;
