@@ -1,4 +1,5 @@
 /* The public C API: argument checks, then the runtime. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,14 +126,33 @@ sl_status sl_model_resize(sl_model *m, size_t n_inputs, const int64_t *const *di
             }
         }
     }
+    sl_shape *old = malloc(sizeof *old * (n_inputs ? n_inputs : 1));
+    if (!old) {
+        return sl_error(SL_ERR_NOMEM, "resize: out of memory");
+    }
     for (size_t i = 0; i < n_inputs; i++) {
         sl_value *v = &m->g->values[m->g->inputs[i]];
+        old[i] = v->shape;
         for (size_t k = 0; k < ranks[i]; k++) {
             v->shape.dims[k] = dims[i][k];
         }
     }
     sl_status st = sl_runtime_prepare(m);
-    return st == SL_OK ? st : sl_error_wrap(st, "resize");
+    if (st != SL_OK) {
+        /* keep the model usable with the shapes it had */
+        st = sl_error_wrap(st, "resize");
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sl_last_error());
+        for (size_t i = 0; i < n_inputs; i++) {
+            m->g->values[m->g->inputs[i]].shape = old[i];
+        }
+        if (sl_runtime_prepare(m) != SL_OK) {
+            m->ready = 0;
+        }
+        sl_error(st, "%s", msg);
+    }
+    free(old);
+    return st;
 }
 
 sl_status sl_model_predict(sl_model *m)

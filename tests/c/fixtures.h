@@ -21,8 +21,9 @@ static const char *const sl_fixture_names[] = {
 #define SL_N_FIXTURES (sizeof sl_fixture_names / sizeof sl_fixture_names[0])
 
 /* Reads fixture `name` into a malloc'd buffer; returns NULL (and prints why) when missing. */
-static unsigned char *sl_fixture_read(const char *name, size_t *size, char *path, size_t path_n)
+static inline unsigned char *sl_fixture_read(const char *name, size_t *size, char *path, size_t path_n)
 {
+    *size = 0;
     const char *dir = getenv("SL_FIXTURES");
     if (!dir || !*dir) {
         fprintf(stderr, "SL_FIXTURES is not set\n");
@@ -47,7 +48,7 @@ static unsigned char *sl_fixture_read(const char *name, size_t *size, char *path
     return buf;
 }
 
-static void sl_write_file(const char *path, const void *data, size_t n)
+static inline void sl_write_file(const char *path, const void *data, size_t n)
 {
     FILE *f = fopen(path, "wb");
     if (f) {
