@@ -106,6 +106,19 @@ SL_API size_t sl_model_weight_count(const sl_model *model);
 SL_API size_t sl_model_weight_bytes(const sl_model *model);
 /* Bytes of the activation arena planned for the current shapes. */
 SL_API size_t sl_model_arena_bytes(const sl_model *model);
+/* The model file's user_info entries (ModelProto.user_info): borrowed strings. */
+SL_API size_t sl_model_user_info_count(const sl_model *model);
+SL_API sl_status sl_model_user_info(const sl_model *model, size_t index, const char **key,
+                                    const char **value);
+/* Weight i (0 <= i < sl_model_weight_count): its name (the parameter's ref_key when the file
+ * has one, else its graph name). Borrowed, valid until the model is destroyed. */
+SL_API const char *sl_model_weight_name(const sl_model *model, size_t index);
+/* Replaces the data of the weight called `name` (see sl_model_weight_name; the graph name
+ * "<graph>:<name>" works too). dtype and dims must equal the weight's; size bytes are copied,
+ * so other models sharing the file's weights keep theirs. Shapes are then re-inferred. */
+SL_API sl_status sl_model_update_weight(sl_model *model, const char *name, sl_dtype dtype,
+                                        const int64_t *dims, size_t rank, const void *data,
+                                        size_t size);
 
 /* ---- tensor (borrowed from a model) ---- */
 SL_API const char *sl_tensor_name(const sl_tensor *t);

@@ -204,6 +204,91 @@ size_t sl_model_arena_bytes(const sl_model *m)
     return m ? m->arena_bytes : 0;
 }
 
+size_t sl_model_user_info_count(const sl_model *m)
+{
+    return m ? (size_t)m->g->n_user_info : 0;
+}
+
+sl_status sl_model_user_info(const sl_model *m, size_t i, const char **key, const char **value)
+{
+    CHECK_ARG(m && key && value, "model, key or value is NULL");
+    if (i >= (size_t)m->g->n_user_info) {
+        return sl_error(SL_ERR_INVALID_ARG, "user_info index %zu out of range [0, %d)", i,
+                        m->g->n_user_info);
+    }
+    *key = m->g->user_info[2 * i];
+    *value = m->g->user_info[2 * i + 1];
+    return SL_OK;
+}
+
+/* The value index of weight `index`, or -1. */
+static int weight_value(const sl_model *m, size_t index)
+{
+    for (int v = 0; m && v < m->g->n_values; v++) {
+        if (m->g->values[v].kind == SL_VALUE_CONST && index-- == 0) {
+            return v;
+        }
+    }
+    return -1;
+}
+
+/* A weight's name without the "<graph>:" prefix parameters carry. */
+static const char *weight_key(const sl_graph *g, const sl_value *v)
+{
+    size_t n = g->name ? strlen(g->name) : 0;
+    if (n && strncmp(v->name, g->name, n) == 0 && v->name[n] == ':') {
+        return v->name + n + 1;
+    }
+    return v->name;
+}
+
+const char *sl_model_weight_name(const sl_model *m, size_t index)
+{
+    int v = weight_value(m, index);
+    return v < 0 ? NULL : weight_key(m->g, &m->g->values[v]);
+}
+
+sl_status sl_model_update_weight(sl_model *m, const char *name, sl_dtype dtype,
+                                 const int64_t *dims, size_t rank, const void *data, size_t size)
+{
+    CHECK_ARG(m && name && (dims || rank == 0) && (data || size == 0),
+              "model, name, dims or data is NULL");
+    sl_value *w = NULL;
+    for (int v = 0; v < m->g->n_values && !w; v++) {
+        sl_value *val = &m->g->values[v];
+        if (val->kind == SL_VALUE_CONST &&
+            (strcmp(val->name, name) == 0 || strcmp(weight_key(m->g, val), name) == 0)) {
+            w = val;
+        }
+    }
+    if (!w) {
+        return sl_error(SL_ERR_INVALID_ARG, "update_weight: the model has no weight '%s'", name);
+    }
+    int same = dtype == w->dtype && rank == (size_t)w->shape.rank;
+    for (size_t k = 0; same && k < rank; k++) {
+        same = dims[k] == w->shape.dims[k];
+    }
+    if (!same || size != sl_value_bytes(w)) {
+        char buf[128];
+        return sl_error(SL_ERR_SHAPE, "update_weight: weight '%s' is %s %s (%zu bytes), got %s "
+                        "rank %zu (%zu bytes)", name, sl_dtype_name(w->dtype),
+                        sl_shape_str(&w->shape, buf, sizeof buf), sl_value_bytes(w),
+                        sl_dtype_name(dtype), rank, size);
+    }
+    void *copy = NULL;
+    if (posix_memalign(&copy, 64, size ? size : 1) != 0) {
+        return sl_error(SL_ERR_NOMEM, "update_weight: out of memory for %zu bytes", size);
+    }
+    if (size) {
+        memcpy(copy, data, size);
+    }
+    free(w->owned); /* the file's bytes (possibly shared with other models) stay untouched */
+    w->owned = copy;
+    w->data = copy;
+    sl_status st = sl_runtime_prepare(m); /* constants folded from the old value change */
+    return st == SL_OK ? st : sl_error_wrap(st, "update_weight '%s'", name);
+}
+
 static const sl_value *tv(const sl_tensor *t)
 {
     return &t->model->g->values[t->value];

@@ -3,7 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+
+#include "core/mapfile.h"
 
 sl_status sl_graph_create(sl_graph **out)
 {
@@ -26,8 +27,13 @@ void sl_graph_destroy(sl_graph *g)
         free(g->nodes[i].out);
     }
     for (int i = 0; i < g->n_maps; i++) {
-        munmap(g->maps[i].addr, g->maps[i].size);
+        sl_mapfile_release(g->maps[i].file);
     }
+    for (int i = 0; i < 2 * g->n_user_info; i++) {
+        free(g->user_info[i]);
+    }
+    free(g->user_info);
+    free(g->name);
     free(g->values);
     free(g->nodes);
     free(g->inputs);
@@ -114,15 +120,17 @@ sl_status sl_graph_add_node(sl_graph *g, sl_op op, const char *name, const int *
     return SL_OK;
 }
 
-sl_status sl_graph_add_mapping(sl_graph *g, void *addr, size_t size)
+sl_status sl_graph_add_mapping(sl_graph *g, struct sl_mapfile *file)
 {
     sl_mapping *m = realloc(g->maps, sizeof *m * (size_t)(g->n_maps + 1));
     if (!m) {
+        sl_mapfile_release(file);
         return sl_error(SL_ERR_NOMEM, "graph: out of memory");
     }
     g->maps = m;
-    g->maps[g->n_maps].addr = addr;
-    g->maps[g->n_maps].size = size;
+    g->maps[g->n_maps].addr = sl_mapfile_data(file);
+    g->maps[g->n_maps].size = sl_mapfile_size(file);
+    g->maps[g->n_maps].file = file;
     g->n_maps++;
     return SL_OK;
 }

@@ -44,8 +44,9 @@ typedef struct sl_node {
 
 /* A file mapping that constants point into; released with the graph. */
 typedef struct sl_mapping {
-    void *addr;
+    const void *addr;
     size_t size;
+    struct sl_mapfile *file;
 } sl_mapping;
 
 typedef struct sl_graph {
@@ -57,8 +58,11 @@ typedef struct sl_graph {
     int *outputs, n_outputs;
     sl_mapping *maps;
     int n_maps;
+    char *name;             /* the graph's name: parameters are called "<name>:<key>" */
     char *producer_name, *producer_version;
     int64_t mind_ir_version;
+    char **user_info;       /* [2 * n_user_info]: key, value, key, value... */
+    int n_user_info;
 } sl_graph;
 
 /* What infer and kernel functions get for one node. */
@@ -83,7 +87,8 @@ sl_status sl_graph_add_value(sl_graph *g, const char *name, sl_dtype dtype, cons
 /* Adds a node; in/out are copied. Returns its index in *out. */
 sl_status sl_graph_add_node(sl_graph *g, sl_op op, const char *name, const int *in, int n_in,
                             const int *out_values, int n_out, const sl_params *params, int *out);
-sl_status sl_graph_add_mapping(sl_graph *g, void *addr, size_t size);
+/* Takes over one reference to file. */
+sl_status sl_graph_add_mapping(sl_graph *g, struct sl_mapfile *file);
 
 /* Shape helpers. */
 int64_t sl_shape_numel(const sl_shape *s);     /* -1 if any dim is unknown */

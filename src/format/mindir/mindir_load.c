@@ -2,15 +2,12 @@
  * mapping during the load, weight bytes stay in it whenever their alignment allows. */
 #include <errno.h>
 #include <stdio.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "core/mapfile.h"
 #include "format/mindir/mindir.h"
 #include "format/pb/pb.h"
 
@@ -143,8 +140,7 @@ static void map_free(name_map *m)
 /* External data files mapped so far, by location. */
 typedef struct ext_file {
     char *location;
-    const uint8_t *addr;
-    size_t size;
+    sl_mapfile *file; /* the graph holds the reference */
 } ext_file;
 
 typedef struct loader {
@@ -157,6 +153,7 @@ typedef struct loader {
     name_map prims;      /* primitive name -> index in prim_msgs */
     sl_pb *prim_msgs;
     int n_prims;
+    sl_mapfile *file;    /* the model file (the graph holds the reference) */
     name_map graphs;     /* function graph names, to recognise calls */
     ext_file *ext;
     int n_ext;
@@ -436,7 +433,7 @@ static sl_status tensor_parse(sl_pb msg, int allow_dynamic, tensor_info *t)
 }
 
 /* Maps an external data file, confined to the model's folder. */
-static sl_status map_external(loader *L, sl_pb location, const uint8_t **addr, size_t *size)
+static sl_status map_external(loader *L, sl_pb location, sl_mapfile **out)
 {
     char *loc = sl_pb_strdup(location);
     if (!loc) {
@@ -445,8 +442,7 @@ static sl_status map_external(loader *L, sl_pb location, const uint8_t **addr, s
     for (int i = 0; i < L->n_ext; i++) {
         if (strcmp(L->ext[i].location, loc) == 0) {
             free(loc);
-            *addr = L->ext[i].addr;
-            *size = L->ext[i].size;
+            *out = L->ext[i].file;
             return SL_OK;
         }
     }
@@ -462,49 +458,31 @@ static sl_status map_external(loader *L, sl_pb location, const uint8_t **addr, s
         st = sl_error(SL_ERR_FORMAT, "external data location '%s' escapes the model's folder %s",
                       loc, L->dir);
     }
-    int fd = -1;
-    struct stat sb;
-    void *p = MAP_FAILED;
+    sl_mapfile *file = NULL;
     if (st == SL_OK) {
-        fd = open(real, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &sb) != 0) {
-            st = sl_error(SL_ERR_IO, "external data file '%s': %s", real, strerror(errno));
-        } else if (!S_ISREG(sb.st_mode) || sb.st_size < 64) {
-            st = sl_error(SL_ERR_FORMAT, "external data file '%s' is not a data file", real);
-        } else {
-            p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-            if (p == MAP_FAILED) {
-                st = sl_error(SL_ERR_IO, "cannot map '%s': %s", real, strerror(errno));
-            }
-        }
+        st = sl_mapfile_open(real, &file);
     }
-    if (fd >= 0) {
-        close(fd);
-    }
-    if (st == SL_OK && ((const uint8_t *)p)[0] != 1) {
-        st = sl_error(SL_ERR_UNSUPPORTED, "external data file '%s' is not little-endian", real);
+    if (st == SL_OK && (sl_mapfile_size(file) < 64 || sl_mapfile_data(file)[0] != 1)) {
+        sl_mapfile_release(file);
+        st = sl_error(SL_ERR_FORMAT, "external data file '%s' has no little-endian 64-byte header",
+                      real);
     }
     if (st == SL_OK) {
-        st = sl_graph_add_mapping(L->g, p, (size_t)sb.st_size);
+        st = sl_graph_add_mapping(L->g, file);
     }
     ext_file *e = st == SL_OK ? realloc(L->ext, sizeof *e * (size_t)(L->n_ext + 1)) : NULL;
     if (st == SL_OK && !e) {
         st = sl_error(SL_ERR_NOMEM, "mindir: out of memory");
     }
     if (st != SL_OK) {
-        if (p != MAP_FAILED && (L->g->n_maps == 0 || L->g->maps[L->g->n_maps - 1].addr != p)) {
-            munmap(p, (size_t)sb.st_size);
-        }
         free(loc);
         return st;
     }
     L->ext = e;
     L->ext[L->n_ext].location = loc;
-    L->ext[L->n_ext].addr = p;
-    L->ext[L->n_ext].size = (size_t)sb.st_size;
+    L->ext[L->n_ext].file = file;
     L->n_ext++;
-    *addr = p;
-    *size = (size_t)sb.st_size;
+    *out = file;
     return SL_OK;
 }
 
@@ -531,10 +509,11 @@ static sl_status tensor_data(loader *L, const tensor_info *t, sl_value *v, const
     }
     size_t bytes = (size_t)numel * esz;
     const uint8_t *src = NULL;
+    sl_mapfile *file = L->file;
     if (t->has_ext) {
-        const uint8_t *base;
-        size_t size;
-        SL_TRY(map_external(L, t->location, &base, &size));
+        SL_TRY(map_external(L, t->location, &file));
+        const uint8_t *base = sl_mapfile_data(file);
+        size_t size = sl_mapfile_size(file);
         if (t->ext_offset < 0 || t->ext_length < 0 || (uint64_t)t->ext_offset > size ||
             (uint64_t)t->ext_length > size - (uint64_t)t->ext_offset) {
             return sl_error(SL_ERR_FORMAT, "%s: external data [%lld, +%lld) lies outside its file",
@@ -556,15 +535,17 @@ static sl_status tensor_data(loader *L, const tensor_info *t, sl_value *v, const
         v->data = (void *)src; /* in place: the mapping is read-only and outlives the graph */
         return SL_OK;
     }
+    if (src && bytes) { /* misaligned: one aligned copy, shared like the mapping */
+        const void *copy;
+        SL_TRY(sl_mapfile_aligned_copy(file, (size_t)(src - sl_mapfile_data(file)), bytes, &copy));
+        v->data = (void *)copy;
+        return SL_OK;
+    }
     v->owned = alloc_aligned(bytes);
     if (!v->owned) {
         return sl_error(SL_ERR_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
     }
     v->data = v->owned;
-    if (src) {
-        memcpy(v->owned, src, bytes);
-        return SL_OK;
-    }
     if (!t->n_typed) {
         if (bytes == 0) {
             return SL_OK;
@@ -1333,6 +1314,11 @@ static sl_status load_graph(loader *L, sl_pb graph)
         }
         if (f.num == 1) {
             n_nodes++;
+        } else if (f.num == 2 && !L->g->name) {
+            L->g->name = sl_pb_strdup(f.bytes);
+            if (!L->g->name) {
+                return sl_error(SL_ERR_NOMEM, "mindir: out of memory");
+            }
         } else if (f.num == 3) {
             tensor_info t;
             SL_TRY(tensor_parse(f.bytes, 0, &t));
@@ -1427,6 +1413,37 @@ static sl_status load_graph(loader *L, sl_pb graph)
     return SL_OK;
 }
 
+/* One ModelProto.user_info map entry {1: key, 2: value}. */
+static sl_status add_user_info(sl_graph *g, sl_pb entry)
+{
+    sl_pb key = {0}, value = {0};
+    sl_pb_field f;
+    int has;
+    for (;;) {
+        SL_TRY(sl_pb_next(&entry, &f, &has, "user_info"));
+        if (!has) {
+            break;
+        }
+        if (f.num == 1 && f.wire == SL_PB_LEN) {
+            key = f.bytes;
+        } else if (f.num == 2 && f.wire == SL_PB_LEN) {
+            value = f.bytes;
+        }
+    }
+    char **kv = realloc(g->user_info, sizeof *kv * (size_t)(2 * g->n_user_info + 2));
+    if (!kv) {
+        return sl_error(SL_ERR_NOMEM, "mindir: out of memory");
+    }
+    g->user_info = kv;
+    kv[2 * g->n_user_info] = sl_pb_strdup(key);
+    kv[2 * g->n_user_info + 1] = sl_pb_strdup(value);
+    g->n_user_info++;
+    if (!kv[2 * g->n_user_info - 2] || !kv[2 * g->n_user_info - 1]) {
+        return sl_error(SL_ERR_NOMEM, "mindir: out of memory");
+    }
+    return SL_OK;
+}
+
 static sl_status load_model(loader *L, sl_pb model)
 {
     sl_pb graph = {0};
@@ -1459,6 +1476,7 @@ static sl_status load_model(loader *L, sl_pb model)
             graph = f.bytes;
             n_graphs++;
             break;
+        case 14: SL_TRY(add_user_info(L->g, f.bytes)); break;
         case 8: {
             sl_pb g = f.bytes;
             sl_pb_field gf;
@@ -1522,32 +1540,19 @@ sl_status sl_mindir_load(const char *path, sl_graph **out)
     loader L;
     memset(&L, 0, sizeof L);
     L.path = path;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return sl_error(SL_ERR_IO, "cannot open model '%s': %s", path, strerror(errno));
+    sl_mapfile *file;
+    sl_status st = sl_mapfile_open(path, &file);
+    if (st != SL_OK) {
+        return sl_error_wrap(st, "model");
     }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return sl_error(SL_ERR_IO, "model '%s' is not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    if (size == 0) {
-        close(fd);
-        return sl_error(SL_ERR_FORMAT, "model '%s' is empty", path);
-    }
-    void *addr = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (addr == MAP_FAILED) {
-        return sl_error(SL_ERR_IO, "cannot map model '%s': %s", path, strerror(errno));
-    }
+    const uint8_t *addr = sl_mapfile_data(file);
+    size_t size = sl_mapfile_size(file);
     if (size >= 4) {
-        const uint8_t *b = addr;
-        uint32_t magic = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                         (uint32_t)b[3] << 24;
+        uint32_t magic = (uint32_t)addr[0] | (uint32_t)addr[1] << 8 | (uint32_t)addr[2] << 16 |
+                         (uint32_t)addr[3] << 24;
         for (size_t i = 0; i < sizeof encrypted_magics / sizeof encrypted_magics[0]; i++) {
             if (magic == encrypted_magics[i]) {
-                munmap(addr, size);
+                sl_mapfile_release(file);
                 return sl_error(SL_ERR_ENCRYPTED,
                                 "model '%s' is an encrypted model (%s): pass dec_key to decrypt it; "
                                 "shardlite does not decrypt models yet",
@@ -1555,15 +1560,13 @@ sl_status sl_mindir_load(const char *path, sl_graph **out)
             }
         }
     }
-    sl_status st = sl_graph_create(&L.g);
+    st = sl_graph_create(&L.g);
     if (st != SL_OK) {
-        munmap(addr, size);
+        sl_mapfile_release(file);
         return st;
     }
-    st = sl_graph_add_mapping(L.g, addr, size);
-    if (st != SL_OK) {
-        munmap(addr, size);
-    }
+    L.file = file;
+    st = sl_graph_add_mapping(L.g, file);
     char dirbuf[PATH_MAX];
     snprintf(dirbuf, sizeof dirbuf, "%s", path);
     char *slash = strrchr(dirbuf, '/');
