@@ -457,6 +457,31 @@ static void test_conv_random(void **state)
     check_conv(&big);
 }
 
+/* Stride-1 convolutions big enough for the direct kernel's register tiles: LeNet's two layers,
+ * padding, dilation, groups, channel counts that leave partial blocks of 4, rows that are not a
+ * multiple of the vector width, and a 1x1 with padding (not pointwise, so direct too). */
+static void test_conv_direct(void **state)
+{
+    (void)state;
+    const conv_case cases[] = {
+        {.n = 1, .c = 1, .h = 32, .w = 32, .o = 6, .kh = 5, .kw = 5, .group = 1, .sh = 1,
+         .sw = 1, .dh = 1, .dw = 1, .mode = SL_PAD_VALID, .bias = 1},
+        {.n = 1, .c = 6, .h = 14, .w = 14, .o = 16, .kh = 5, .kw = 5, .group = 1, .sh = 1,
+         .sw = 1, .dh = 1, .dw = 1, .mode = SL_PAD_VALID, .bias = 1},
+        {.n = 2, .c = 4, .h = 12, .w = 13, .o = 14, .kh = 3, .kw = 3, .group = 2, .sh = 1,
+         .sw = 1, .dh = 1, .dw = 1, .mode = SL_PAD_SAME, .bias = 0},
+        {.n = 1, .c = 3, .h = 17, .w = 23, .o = 5, .kh = 3, .kw = 2, .group = 1, .sh = 1,
+         .sw = 1, .dh = 2, .dw = 3, .mode = SL_PAD_PAD, .pads = {1, 2, 0, 3}, .bias = 1},
+        {.n = 1, .c = 2, .h = 9, .w = 40, .o = 7, .kh = 1, .kw = 1, .group = 1, .sh = 1,
+         .sw = 1, .dh = 1, .dw = 1, .mode = SL_PAD_PAD, .pads = {1, 0, 2, 1}, .bias = 1},
+        {.n = 1, .c = 2, .h = 30, .w = 30, .o = 3, .kh = 4, .kw = 4, .group = 1, .sh = 1,
+         .sw = 1, .dh = 1, .dw = 1, .mode = SL_PAD_VALID, .bias = 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        check_conv(&cases[i]);
+    }
+}
+
 static void test_conv_errors(void **state)
 {
     (void)state;
@@ -603,6 +628,24 @@ static void test_pool_random(void **state)
     const int64_t pads[4] = {0}, xd[4] = {2, 16, 33, 30};
     check_pool(SL_OP_AVG_POOL, SL_DTYPE_FLOAT32, xd, &p, 3, 3, 2, 2, pads);
     check_pool(SL_OP_MAX_POOL, SL_DTYPE_FLOAT32, xd, &p, 3, 3, 2, 2, pads);
+}
+
+/* The 2x2 stride-2 max pool fast path (unpadded, windows inside the input), odd and even sizes,
+ * and SAME padding on an odd size, which must take the general loop. */
+static void test_pool_2x2(void **state)
+{
+    (void)state;
+    const int64_t shapes[][4] = {{1, 6, 28, 28}, {2, 3, 7, 9}, {1, 1, 2, 2}, {1, 16, 10, 10}};
+    const int64_t pads[4] = {0};
+    const int64_t modes[] = {SL_PAD_VALID, SL_PAD_SAME};
+    for (size_t m = 0; m < 2; m++) {
+        sl_params p = {.pool2d = {.kernel_size = {2, 2}, .n_kernel_size = 2, .strides = {2, 2},
+                                  .n_strides = 2, .pad_mode = modes[m]}};
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            check_pool(SL_OP_MAX_POOL, SL_DTYPE_FLOAT32, shapes[i], &p, 2, 2, 2, 2, pads);
+            check_pool(SL_OP_MAX_POOL, SL_DTYPE_FLOAT64, shapes[i], &p, 2, 2, 2, 2, pads);
+        }
+    }
 }
 
 static void test_pool_errors(void **state)
@@ -805,8 +848,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_random),   cmocka_unit_test(test_matmul_paths),
         cmocka_unit_test(test_matmul_errors),   cmocka_unit_test(test_matmul_dynamic),
-        cmocka_unit_test(test_conv_random),     cmocka_unit_test(test_conv_errors),
-        cmocka_unit_test(test_pool_random),     cmocka_unit_test(test_pool_errors),
+        cmocka_unit_test(test_conv_random),     cmocka_unit_test(test_conv_direct),
+        cmocka_unit_test(test_conv_errors),     cmocka_unit_test(test_pool_random),
+        cmocka_unit_test(test_pool_2x2),        cmocka_unit_test(test_pool_errors),
         cmocka_unit_test(test_upsample_fixture), cmocka_unit_test(test_upsample_random),
         cmocka_unit_test(test_upsample_errors),
     };
