@@ -152,6 +152,15 @@ sl_status sl_mapfile_aligned_copy(sl_mapfile *f, size_t offset, size_t size, con
         st = sl_error(SL_ERR_NOMEM, "out of memory copying %zu bytes of weights", size);
     } else {
         memcpy(data, f->addr + offset, size);
+        /* the file's pages of this range are not read again: drop them from memory (only
+         * whole pages inside the range; the mapping is private and unmodified, so they come
+         * back from the file should anything touch them) */
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t lo = ((uintptr_t)(f->addr + offset) + page - 1) / page * page;
+        uintptr_t hi = (uintptr_t)(f->addr + offset + size) / page * page;
+        if (hi > lo) {
+            madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        }
         f->copies = c;
         c[f->n_copies++] = (aligned_copy){offset, size, data};
         *out = data;
