@@ -8,15 +8,17 @@ import numpy.typing as npt
 
 __version__: str
 
-class ModelType(IntEnum):
-    """The kind of model file: MINDIR (supported) or MINDIR_LITE (.ms, not supported)."""
+def build_info() -> dict[str, bool | str]:
+    """The backends compiled into the library, e.g. {'cpu': True, 'cuda': False, ...}."""
 
+class ModelType(IntEnum):
+    """The kind of model file: MINDIR (supported), ONNX and MINDIR_LITE (not yet)."""
     MINDIR = 0
+    ONNX = 3
     MINDIR_LITE = 4
 
 class DataType(IntEnum):
     """Tensor element types, numbered as MindSpore Lite's DataType (BFLOAT16: extension)."""
-
     UNKNOWN = 0
     BOOL = 30
     INT8 = 32
@@ -35,7 +37,6 @@ class DataType(IntEnum):
 
 class Format(IntEnum):
     """Tensor data layouts, numbered as MindSpore Lite's Format."""
-
     DEFAULT = -1
     NCHW = 0
     NHWC = 1
@@ -57,69 +58,75 @@ class Format(IntEnum):
     NDHWC = 18
     NC8HW8 = 19
 
-class _CPUInfo:
-    """CPU options of a Context."""
+class FmkType(IntEnum):
+    """The framework of a model to convert."""
+    TF = 0
+    CAFFE = 1
+    ONNX = 2
+    MINDIR = 3
+    TFLITE = 4
+    PYTORCH = 5
 
+class ModelGroupFlag(IntEnum):
+    """What the models of a ModelGroup share."""
+    SHARE_WEIGHT = 1
+    SHARE_WORKSPACE = 2
+    SHARE_WEIGHT_WORKSPACE = 3
+
+class _CPU:
+    """context.cpu"""
     precision_mode: str
     thread_num: int
     inter_op_parallel_num: int
     thread_affinity_mode: int
     thread_affinity_core_list: list[int]
+    @property
+    def rank_id(self) -> int: ...
+    @property
+    def group_size(self) -> int: ...
 
-class _GPUInfo:
-    """GPU options of a Context (placeholder: shardlite computes on the CPU)."""
-
-    device_id: int
+class _GPU:
+    """context.gpu"""
     precision_mode: str
+    device_id: int
     provider: str
     @property
     def rank_id(self) -> int: ...
     @property
     def group_size(self) -> int: ...
 
-class _AscendInfo:
-    """Ascend options of a Context (placeholder)."""
-
+class _Ascend:
+    """context.ascend"""
+    precision_mode: str
     device_id: int
     rank_id: int
     provider: str
-    precision_mode: str
 
-class _ParallelInfo:
-    """ModelParallelRunner options of a Context (placeholder)."""
-
+class _Parallel:
+    """context.parallel"""
     workers_num: int
-    config_path: str
     config_info: dict[str, dict[str, str]]
+    config_path: str
     device_ids: list[int]
 
 class Context:
-    """Where and how a Model runs: target devices plus per-device options."""
-
+    """Target devices and per-device options."""
     target: list[str]
     group_info_file: str
+    cpu: _CPU
+    gpu: _GPU
+    ascend: _Ascend
+    parallel: _Parallel
     def __init__(self) -> None: ...
-    @property
-    def cpu(self) -> _CPUInfo: ...
-    @property
-    def gpu(self) -> _GPUInfo: ...
-    @property
-    def ascend(self) -> _AscendInfo: ...
-    @property
-    def parallel(self) -> _ParallelInfo: ...
 
 class Tensor:
-    """A tensor: user data (a wrapped numpy array) or a model's input/output."""
-
+    """User data (a numpy array, wrapped without copying) or a model's input/output.
+    Supports the buffer protocol: numpy.asarray(tensor) is zero-copy."""
+    def __init__(self, tensor: npt.NDArray | Tensor | None = None,
+                 shape: Sequence[int] | None = None, dtype: DataType | None = None,
+                 device: str | None = None) -> None: ...
     name: str
     format: Format
-    def __init__(
-        self,
-        tensor: np.ndarray | None = None,
-        shape: Sequence[int] | None = None,
-        dtype: DataType | None = None,
-        device: str | None = None,
-    ) -> None: ...
     @property
     def dtype(self) -> DataType: ...
     @property
@@ -130,28 +137,44 @@ class Tensor:
     def data_size(self) -> int: ...
     @property
     def device(self) -> str: ...
-    def set_data_from_numpy(self, numpy_obj: np.ndarray) -> None: ...
-    def get_data_to_numpy(self) -> npt.NDArray: ...
+    def set_data_from_numpy(self, numpy_obj: npt.NDArray) -> None: ...
+    def get_data_to_numpy(self) -> np.ndarray: ...
+    def __buffer__(self, flags: int) -> memoryview: ...
 
 class Model:
     """A model: build_from_file once, then predict as often as needed."""
-
+    model_path_: str
     def __init__(self) -> None: ...
-    def build_from_file(
-        self,
-        model_path: str,
-        model_type: ModelType,
-        context: Context | None = None,
-        config_path: str = "",
-    ) -> None: ...
+    def build_from_file(self, model_path: str, model_type: ModelType,
+                        context: Context | None = None, config_path: str = "",
+                        config_dict: dict[str, dict[str, str]] | None = None,
+                        dec_key: bytes | None = None, dec_mode: str = "AES-GCM",
+                        dec_num_parallel: int = 0) -> None: ...
     def get_inputs(self) -> list[Tensor]: ...
     def get_outputs(self) -> list[Tensor]: ...
-    def resize(self, inputs: list[Tensor], dims: list[list[int]]) -> None: ...
-    def predict(
-        self,
-        inputs: Sequence[Tensor | np.ndarray],
-        outputs: list[Tensor] | None = None,
-    ) -> list[Tensor]: ...
+    def resize(self, inputs: Sequence[Tensor], dims: Sequence[Sequence[int]]) -> None: ...
+    def predict(self, inputs: Sequence[Tensor | npt.NDArray],
+                outputs: Sequence[Tensor] | None = None) -> list[Tensor]: ...
+    def get_model_info(self, key: str) -> str: ...
+    def update_weights(self, weights: list[list[Tensor]]) -> None: ...
 
-def build_info() -> dict[str, bool | str]:
-    """The backends compiled into the library, e.g. {'cpu': True, 'blas': 'openblas', ...}."""
+class ModelParallelRunner:
+    """A pool of workers serving concurrent predict calls."""
+    def __init__(self) -> None: ...
+    def build_from_file(self, model_path: str, context: Context | None = None) -> None: ...
+    def get_inputs(self) -> list[Tensor]: ...
+    def predict(self, inputs: Sequence[Tensor | npt.NDArray],
+                outputs: Sequence[Tensor] | None = None) -> list[Tensor]: ...
+
+class ModelGroup:
+    """Models sharing weights (always, in shardlite) and workspace (not shared)."""
+    def __init__(self, flags: ModelGroupFlag = ModelGroupFlag.SHARE_WORKSPACE) -> None: ...
+    @property
+    def flags(self) -> ModelGroupFlag: ...
+    def add_model(self, models: Sequence[str] | Sequence[Model]) -> None: ...
+    def cal_max_size_of_workspace(self, model_type: ModelType, context: Context) -> int: ...
+
+class Converter:
+    """No conversion needed: convert() raises RuntimeError."""
+    def convert(self, fmk_type: FmkType, model_file: str, output_file: str,
+                weight_file: str = "", config_file: str = "") -> None: ...

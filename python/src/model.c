@@ -1,6 +1,9 @@
 /* shardlite._shardlite.Model: a built model (one sl_model) with its inputs, outputs and info. */
 #include "shardlite_py.h"
 
+#include <stdarg.h>
+#include <string.h>
+
 /* Raises unless the model is built. */
 static int check_built(const sl_py_model *self)
 {
@@ -11,19 +14,49 @@ static int check_built(const sl_py_model *self)
     return 0;
 }
 
-/* Raises unless the model is built and not running in another thread (for calls that change
- * it; reading metadata and tensor handles is safe meanwhile). */
-static int check_ready(const sl_py_model *self)
+static PyObject *model_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    return check_built(self) < 0 ? -1 : sl_py_check_idle(self);
+    (void)args;
+    (void)kwargs;
+    sl_py_model *self = (sl_py_model *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)self;
 }
 
 static void model_dealloc(PyObject *obj)
 {
     PyTypeObject *type = Py_TYPE(obj);
-    sl_model_destroy(((sl_py_model *)obj)->model);
+    sl_py_model *self = (sl_py_model *)obj;
+    sl_model_destroy(self->model);
+    if (self->lock != NULL) {
+        PyThread_free_lock(self->lock);
+    }
+    Py_XDECREF(self->out_names);
     type->tp_free(obj);
     Py_DECREF(type);
+}
+
+/* A tuple of the names of the model's outputs. */
+static PyObject *output_names(const sl_model *model)
+{
+    size_t n = sl_model_output_count(model);
+    PyObject *names = PyTuple_New((Py_ssize_t)n);
+    for (size_t i = 0; names != NULL && i < n; i++) {
+        PyObject *name = sl_py_str(sl_tensor_name(sl_model_output(model, i)));
+        if (name == NULL) {
+            Py_CLEAR(names);
+            break;
+        }
+        PyTuple_SET_ITEM(names, (Py_ssize_t)i, name);
+    }
+    return names;
 }
 
 PyDoc_STRVAR(build_doc,
@@ -50,9 +83,6 @@ static PyObject *model_build(PyObject *obj, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_RuntimeError, "the model is already built");
         goto done;
     }
-    if (sl_py_check_idle(self) < 0) {
-        goto done;
-    }
     sl_context *ctx = NULL;
     sl_status st = sl_context_create(&ctx);
     if (st == SL_OK) {
@@ -65,18 +95,29 @@ static PyObject *model_build(PyObject *obj, PyObject *args, PyObject *kwargs)
     }
     sl_model *model = NULL;
     const char *cpath = PyBytes_AS_STRING(path);
-    self->busy = 1;
+    sl_py_lock(self);
     Py_BEGIN_ALLOW_THREADS
     st = sl_model_build_from_file(cpath, ctx, &model);
     Py_END_ALLOW_THREADS
-    self->busy = 0;
     sl_context_destroy(ctx);
     if (st != SL_OK) {
+        sl_py_unlock(self);
         sl_py_raise(st);
         goto done;
     }
-    self->model = model;
-    result = Py_NewRef(Py_None);
+    PyObject *names = output_names(model);
+    if (names == NULL || self->model != NULL) {
+        sl_model_destroy(model);
+        if (names != NULL) {
+            Py_DECREF(names);
+            PyErr_SetString(PyExc_RuntimeError, "the model is already built");
+        }
+    } else {
+        self->model = model;
+        self->out_names = names;
+        result = Py_NewRef(Py_None);
+    }
+    sl_py_unlock(self);
 done:
     Py_DECREF(path);
     return result;
@@ -135,15 +176,15 @@ static PyObject *model_predict(PyObject *obj, PyObject *unused)
 {
     (void)unused;
     sl_py_model *self = (sl_py_model *)obj;
-    if (check_ready(self) < 0) {
+    if (check_built(self) < 0) {
         return NULL;
     }
     sl_status st;
-    self->busy = 1;
+    sl_py_lock(self);
     Py_BEGIN_ALLOW_THREADS
     st = sl_model_predict(self->model);
     Py_END_ALLOW_THREADS
-    self->busy = 0;
+    sl_py_unlock(self);
     if (st != SL_OK) {
         return sl_py_raise(st);
     }
@@ -199,17 +240,11 @@ PyDoc_STRVAR(resize_doc,
 static PyObject *model_resize(PyObject *obj, PyObject *shapes)
 {
     sl_py_model *self = (sl_py_model *)obj;
-    if (check_ready(self) < 0) {
+    if (check_built(self) < 0) {
         return NULL;
     }
     if (!PyList_Check(shapes) && !PyTuple_Check(shapes)) {
         PyErr_Format(PyExc_TypeError, "dims must be list, but got %R.", (PyObject *)Py_TYPE(shapes));
-        return NULL;
-    }
-    if (self->exports > 0) {
-        PyErr_Format(PyExc_BufferError,
-                     "cannot resize: %zd buffer view(s) of this model's tensors are alive",
-                     self->exports);
         return NULL;
     }
     Py_ssize_t n = PySequence_Size(shapes);
@@ -230,7 +265,16 @@ static PyObject *model_resize(PyObject *obj, PyObject *shapes)
             goto done;
         }
     }
-    sl_status st = sl_model_resize(self->model, (size_t)n, rows, ranks);
+    sl_py_lock(self);
+    sl_status st = self->exports > 0 ? SL_ERR_STATE
+                                     : sl_model_resize(self->model, (size_t)n, rows, ranks);
+    sl_py_unlock(self);
+    if (st == SL_ERR_STATE && self->exports > 0) {
+        PyErr_Format(PyExc_BufferError,
+                     "cannot resize: %zd buffer view(s) of this model's tensors are alive",
+                     self->exports);
+        goto done;
+    }
     if (st != SL_OK) {
         sl_py_raise(st);
         goto done;
@@ -241,6 +285,368 @@ done:
     PyMem_Free(rows);
     PyMem_Free(ranks);
     return result;
+}
+
+/* One input of run(): where its data comes from. */
+typedef struct feed {
+    Py_buffer view;
+    int has_view;
+    int inplace;   /* the model's own input buffer: nothing to copy */
+} feed;
+
+/* Raises RuntimeError("predict failed! Error is <message>"). */
+static void predict_failed(const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    PyObject *detail = PyUnicode_FromFormatV(fmt, args);
+    va_end(args);
+    if (detail != NULL) {
+        PyErr_Format(PyExc_RuntimeError, "predict failed! Error is %U", detail);
+        Py_DECREF(detail);
+    }
+}
+
+/* Fills feeds[i] for input i of the model from item (a Tensor or a numpy array). */
+static int gather(sl_py_model *self, sl_py_state *state, PyObject *item, Py_ssize_t i, feed *f)
+{
+    sl_tensor *dst = sl_model_input(self->model, (size_t)i);
+    sl_dtype want = sl_tensor_dtype(dst);
+    PyObject *src = item;
+    long declared = -1;
+    PyObject *copy = NULL;
+    if (PyObject_TypeCheck(item, state->tensor_base)) {
+        sl_py_tensor_base *base = (sl_py_tensor_base *)item;
+        src = base->data;
+        declared = base->dtype != NULL ? PyLong_AsLong(base->dtype) : -1;
+        if (src == NULL || (declared == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            predict_failed("inputs[%zd] is a Tensor without data", i);
+            return -1;
+        }
+        if (Py_IS_TYPE(src, state->tensor_type)) {
+            sl_py_tensor *ref = (sl_py_tensor *)src;
+            if (ref->owner == self && ref->is_input && ref->index == (size_t)i) {
+                f->inplace = 1;
+                return 0;
+            }
+            if (ref->owner == self) {
+                /* Another buffer of this model: copy it, a resize would move it. */
+                copy = sl_py_buffer_copy(state, ref->tensor);
+                if (copy == NULL) {
+                    return -1;
+                }
+                src = copy;
+            }
+        }
+    } else if (state->ndarray_type == NULL ||
+               !PyObject_TypeCheck(item, (PyTypeObject *)state->ndarray_type)) {
+        PyErr_Format(PyExc_TypeError,
+                     "inputs element must be Tensor or numpy.ndarray, but got %R at index %zd.",
+                     (PyObject *)Py_TYPE(item), i);
+        return -1;
+    }
+    int rc = PyObject_GetBuffer(src, &f->view, PyBUF_RECORDS_RO);
+    Py_XDECREF(copy); /* the view keeps it alive */
+    if (rc < 0) {
+        if (declared < 0) {
+            PyErr_Clear(); /* e.g. an ml_dtypes array: let Python convert it */
+            PyErr_SetString(state->convert_error, "convert");
+        }
+        return -1;
+    }
+    f->has_view = 1;
+    sl_dtype got = sl_py_view_dtype(&f->view);
+    if (got == SL_DTYPE_UNKNOWN && declared < 0) {
+        PyErr_SetString(state->convert_error, "convert");
+        return -1;
+    }
+    int ok = got == want || (want == SL_DTYPE_BFLOAT16 && got == SL_DTYPE_UINT16);
+    if (declared >= 0) {
+        ok = ok && declared == (long)want;
+        got = (sl_dtype)declared;
+    }
+    if (!ok) {
+        predict_failed("inputs[%zd] ('%s'): data type not equal! got %s, the model's input is %s",
+                       i, sl_tensor_name(dst), sl_dtype_name(got), sl_dtype_name(want));
+        return -1;
+    }
+    if (f->view.ndim > SL_MAX_DIMS) {
+        predict_failed("inputs[%zd] has %d dimensions; at most %d are supported", i,
+                       f->view.ndim, SL_MAX_DIMS);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether input i of the model already has the shape of view. */
+static int same_shape(const sl_tensor *t, const Py_buffer *view)
+{
+    if (sl_tensor_rank(t) != (size_t)view->ndim) {
+        return 0;
+    }
+    for (int d = 0; d < view->ndim; d++) {
+        if (sl_tensor_dim(t, (size_t)d) != (int64_t)view->shape[d]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Resizes the model to the shapes of the feeds (in-place inputs keep theirs). */
+static int resize_to(sl_py_model *self, const feed *feeds, size_t n)
+{
+    if (self->exports > 0) {
+        predict_failed("the inputs' shapes changed, but the model cannot be resized while %zd "
+                       "numpy view(s) of its tensors are alive", self->exports);
+        return -1;
+    }
+    int64_t *dims = PyMem_Calloc(n > 0 ? n : 1, SL_MAX_DIMS * sizeof(int64_t));
+    const int64_t **rows = PyMem_Calloc(n > 0 ? n : 1, sizeof(*rows));
+    size_t *ranks = PyMem_Calloc(n > 0 ? n : 1, sizeof(*ranks));
+    int rc = -1;
+    if (dims == NULL || rows == NULL || ranks == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int64_t *row = dims + i * SL_MAX_DIMS;
+        rows[i] = row;
+        if (feeds[i].inplace) {
+            const sl_tensor *t = sl_model_input(self->model, i);
+            ranks[i] = sl_tensor_rank(t);
+            for (size_t d = 0; d < ranks[i]; d++) {
+                row[d] = sl_tensor_dim(t, d);
+            }
+        } else {
+            ranks[i] = (size_t)feeds[i].view.ndim;
+            for (size_t d = 0; d < ranks[i]; d++) {
+                row[d] = (int64_t)feeds[i].view.shape[d];
+            }
+        }
+    }
+    sl_status st = sl_model_resize(self->model, n, rows, ranks);
+    if (st != SL_OK) {
+        predict_failed("resize to the inputs' shapes failed: %s", sl_last_error());
+        goto done;
+    }
+    rc = 0;
+done:
+    PyMem_Free(dims);
+    PyMem_Free(rows);
+    PyMem_Free(ranks);
+    return rc;
+}
+
+/* The results of the last predict: one new Tensor (owning a copy) per output. */
+static PyObject *results(sl_py_model *self, sl_py_state *state)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(self->out_names);
+    PyTypeObject *cls = (PyTypeObject *)state->tensor_cls;
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t j = 0; list != NULL && j < n; j++) {
+        sl_tensor *t = sl_model_output(self->model, (size_t)j);
+        sl_dtype dtype = sl_tensor_dtype(t);
+        PyObject *dt = (int)dtype >= 0 && dtype <= SL_PY_DTYPE_MAX ? state->dtypes[dtype] : NULL;
+        PyObject *data = dt != NULL ? sl_py_buffer_copy(state, t) : NULL;
+        sl_py_tensor_base *r = data != NULL ? (sl_py_tensor_base *)cls->tp_alloc(cls, 0) : NULL;
+        if (r == NULL) {
+            if (dt == NULL) {
+                predict_failed("output %zd has dtype %s, which has no DataType", j,
+                               sl_dtype_name(dtype));
+            }
+            Py_XDECREF(data);
+            Py_CLEAR(list);
+            break;
+        }
+        r->data = data;
+        r->dtype = Py_NewRef(dt);
+        r->name = Py_NewRef(PyTuple_GET_ITEM(self->out_names, j));
+        r->format = Py_NewRef(state->default_format);
+        r->device = Py_NewRef(state->device);
+        PyList_SET_ITEM(list, j, (PyObject *)r);
+    }
+    return list;
+}
+
+PyDoc_STRVAR(run_doc,
+"run(inputs) -> list[Tensor]\n\n"
+"predict() in one call: copies inputs (a list or tuple of Tensor or numpy arrays, one per\n"
+"model input; a Tensor bound to this model's own input i is used in place) into the model,\n"
+"resizing it first when their shapes differ, runs it without the GIL and returns new Tensors\n"
+"owning copies of the outputs. Raises ConvertInputs when an array needs converting first\n"
+"(another byte order, a dtype without a buffer format).");
+
+static PyObject *model_run(PyObject *obj, PyObject *inputs)
+{
+    sl_py_model *self = (sl_py_model *)obj;
+    sl_py_state *state = PyType_GetModuleState(Py_TYPE(obj));
+    if (state == NULL || check_built(self) < 0) {
+        return NULL;
+    }
+    if (state->tensor_cls == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "run() needs _setup() first");
+        return NULL;
+    }
+    if (!PyList_Check(inputs) && !PyTuple_Check(inputs)) {
+        PyErr_Format(PyExc_TypeError, "inputs must be list or tuple, but got %R.",
+                     (PyObject *)Py_TYPE(inputs));
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(inputs);
+    size_t count = sl_model_input_count(self->model);
+    if ((size_t)n != count) {
+        PyErr_Format(PyExc_RuntimeError, "model input len:%zu not equal input len:%zd!", count, n);
+        return NULL;
+    }
+    feed small[8];
+    feed *feeds = n <= 8 ? small : PyMem_Malloc((size_t)n * sizeof(feed));
+    if (feeds == NULL) {
+        return PyErr_NoMemory();
+    }
+    memset(feeds, 0, (size_t)(n > 0 ? n : 0) * sizeof(feed));
+    PyObject *list = NULL;
+    sl_py_lock(self);
+    int resize = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (gather(self, state, PySequence_Fast_GET_ITEM(inputs, i), i, &feeds[i]) < 0) {
+            goto done;
+        }
+        if (!feeds[i].inplace && !same_shape(sl_model_input(self->model, (size_t)i),
+                                             &feeds[i].view)) {
+            resize = 1;
+        }
+    }
+    if (resize && resize_to(self, feeds, (size_t)n) < 0) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (feeds[i].inplace) {
+            continue;
+        }
+        sl_tensor *dst = sl_model_input(self->model, (size_t)i);
+        void *data = sl_tensor_data(dst);
+        size_t size = sl_tensor_byte_size(dst);
+        Py_buffer *view = &feeds[i].view;
+        if ((size_t)view->len != size || (data == NULL && size > 0)) {
+            predict_failed("inputs[%zd] ('%s') has %zd bytes, the model's input needs %zu", i,
+                           sl_tensor_name(dst), view->len, size);
+            goto done;
+        }
+        if (size > 0 && PyBuffer_ToContiguous(data, view, view->len, 'C') < 0) {
+            goto done;
+        }
+        PyBuffer_Release(view);
+        feeds[i].has_view = 0;
+    }
+    sl_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = sl_model_predict(self->model);
+    Py_END_ALLOW_THREADS
+    if (st != SL_OK) {
+        predict_failed("%s", sl_last_error());
+        goto done;
+    }
+    list = results(self, state);
+done:
+    sl_py_unlock(self);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (feeds[i].has_view) {
+            PyBuffer_Release(&feeds[i].view);
+        }
+    }
+    if (feeds != small) {
+        PyMem_Free(feeds);
+    }
+    return list;
+}
+
+PyDoc_STRVAR(update_weight_doc,
+"update_weight(name, dtype, data)\n\n"
+"Replaces the data of weight `name` (see weight_names(); '<graph>:<name>' works too) with a\n"
+"copy of data (a C-contiguous buffer of the weight's shape; dtype an sl_dtype number).");
+
+static PyObject *model_update_weight(PyObject *obj, PyObject *args)
+{
+    sl_py_model *self = (sl_py_model *)obj;
+    const char *name;
+    int dtype;
+    PyObject *data;
+    if (!PyArg_ParseTuple(args, "siO:update_weight", &name, &dtype, &data) ||
+        check_built(self) < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS) < 0) {
+        return NULL;
+    }
+    int64_t dims[SL_MAX_DIMS];
+    PyObject *result = NULL;
+    if (view.ndim > SL_MAX_DIMS) {
+        PyErr_Format(PyExc_ValueError, "weight '%s': at most %d dimensions", name, SL_MAX_DIMS);
+        goto done;
+    }
+    for (int d = 0; d < view.ndim; d++) {
+        dims[d] = (int64_t)view.shape[d];
+    }
+    sl_py_lock(self);
+    sl_status st = sl_model_update_weight(self->model, name, (sl_dtype)dtype, dims,
+                                          (size_t)view.ndim, view.buf, (size_t)view.len);
+    sl_py_unlock(self);
+    result = st == SL_OK ? Py_NewRef(Py_None) : sl_py_raise(st);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(weight_names_doc,
+"weight_names() -> list[str]\n\nThe names of the graph's weights (what update_weight takes).");
+
+static PyObject *model_weight_names(PyObject *obj, PyObject *unused)
+{
+    (void)unused;
+    sl_py_model *self = (sl_py_model *)obj;
+    if (check_built(self) < 0) {
+        return NULL;
+    }
+    size_t n = sl_model_weight_count(self->model);
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        PyObject *name = sl_py_str(sl_model_weight_name(self->model, i));
+        if (name == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, name);
+    }
+    return list;
+}
+
+PyDoc_STRVAR(user_info_doc,
+"user_info() -> dict[str, str]\n\nThe model file's user_info map, in file order.");
+
+static PyObject *model_user_info(PyObject *obj, PyObject *unused)
+{
+    (void)unused;
+    sl_py_model *self = (sl_py_model *)obj;
+    if (check_built(self) < 0) {
+        return NULL;
+    }
+    PyObject *dict = PyDict_New();
+    size_t n = sl_model_user_info_count(self->model);
+    for (size_t i = 0; dict != NULL && i < n; i++) {
+        const char *key = NULL;
+        const char *value = NULL;
+        sl_status st = sl_model_user_info(self->model, i, &key, &value);
+        PyObject *k = st == SL_OK ? sl_py_str(key) : sl_py_raise(st);
+        PyObject *v = k != NULL ? sl_py_str(value) : NULL;
+        if (v == NULL || PyDict_SetItem(dict, k, v) < 0) {
+            Py_CLEAR(dict);
+        }
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+    }
+    return dict;
 }
 
 PyDoc_STRVAR(node_ops_doc,
@@ -319,6 +725,10 @@ static PyMethodDef model_methods[] = {
     {"predict", model_predict, METH_NOARGS, predict_doc},
     {"resize", model_resize, METH_O, resize_doc},
     {"node_ops", model_node_ops, METH_NOARGS, node_ops_doc},
+    {"run", model_run, METH_O, run_doc},
+    {"update_weight", model_update_weight, METH_VARARGS, update_weight_doc},
+    {"weight_names", model_weight_names, METH_NOARGS, weight_names_doc},
+    {"user_info", model_user_info, METH_NOARGS, user_info_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -327,7 +737,7 @@ PyDoc_STRVAR(model_doc,
 
 static PyType_Slot model_slots[] = {
     {Py_tp_doc, (void *)model_doc},
-    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_new, model_new},
     {Py_tp_dealloc, model_dealloc},
     {Py_tp_methods, model_methods},
     {Py_tp_getset, model_getset},

@@ -25,13 +25,18 @@ PyObject *sl_py_str(const char *s)
     return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
 }
 
-int sl_py_check_idle(const sl_py_model *model)
+void sl_py_lock(sl_py_model *model)
 {
-    if (model->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "the model is in use by another thread");
-        return -1;
+    if (!PyThread_acquire_lock(model->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(model->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
     }
-    return 0;
+}
+
+void sl_py_unlock(sl_py_model *model)
+{
+    PyThread_release_lock(model->lock);
 }
 
 /* Stores one item of sl_build_info() into dict: "key" or "key=1" -> True, "key=0" -> False,
@@ -104,22 +109,76 @@ static PyObject *version(PyObject *module, PyObject *unused)
     return sl_py_str(sl_version());
 }
 
+PyDoc_STRVAR(setup_doc,
+"_setup(tensor_cls, ndarray, dtypes, default_format, device)\n\n"
+"Registers what Model.run() builds its results from: the Tensor class (a TensorBase\n"
+"subclass), numpy.ndarray, a dict int -> DataType member, the default Format and device.");
+
+static PyObject *setup(PyObject *module, PyObject *args)
+{
+    sl_py_state *state = PyModule_GetState(module);
+    PyObject *cls, *ndarray, *dtypes, *format, *device;
+    if (!PyArg_ParseTuple(args, "O!O!O!OU:_setup", &PyType_Type, &cls, &PyType_Type, &ndarray,
+                          &PyDict_Type, &dtypes, &format, &device)) {
+        return NULL;
+    }
+    if (!PyType_IsSubtype((PyTypeObject *)cls, state->tensor_base)) {
+        PyErr_SetString(PyExc_TypeError, "tensor_cls must subclass TensorBase");
+        return NULL;
+    }
+    for (int i = 0; i <= SL_PY_DTYPE_MAX; i++) {
+        PyObject *key = PyLong_FromLong(i);
+        if (key == NULL) {
+            return NULL;
+        }
+        PyObject *member = PyDict_GetItemWithError(dtypes, key);
+        Py_DECREF(key);
+        if (member == NULL && PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_XSETREF(state->dtypes[i], Py_XNewRef(member));
+    }
+    Py_XSETREF(state->tensor_cls, Py_NewRef(cls));
+    Py_XSETREF(state->ndarray_type, Py_NewRef(ndarray));
+    Py_XSETREF(state->default_format, Py_NewRef(format));
+    Py_XSETREF(state->device, Py_NewRef(device));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"build_info", build_info, METH_NOARGS, build_info_doc},
     {"version", version, METH_NOARGS, version_doc},
+    {"_setup", setup, METH_VARARGS, setup_doc},
     {NULL, NULL, 0, NULL},
 };
+
+/* Creates one heap type of the module and adds it under its name. */
+static PyTypeObject *add_type(PyObject *module, PyType_Spec *spec)
+{
+    PyTypeObject *type = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec, NULL);
+    if (type == NULL || PyModule_AddType(module, type) < 0) {
+        Py_XDECREF(type);
+        return NULL;
+    }
+    return type;
+}
 
 static int module_exec(PyObject *module)
 {
     sl_py_state *state = PyModule_GetState(module);
-    state->model_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &sl_py_model_spec, NULL);
-    if (state->model_type == NULL || PyModule_AddType(module, state->model_type) < 0) {
+    state->model_type = add_type(module, &sl_py_model_spec);
+    state->tensor_type = state->model_type ? add_type(module, &sl_py_tensor_spec) : NULL;
+    state->buffer_type = state->tensor_type ? add_type(module, &sl_py_buffer_spec) : NULL;
+    state->tensor_base = state->buffer_type ? add_type(module, &sl_py_tensor_base_spec) : NULL;
+    if (state->tensor_base == NULL) {
         return -1;
     }
-    state->tensor_type =
-        (PyTypeObject *)PyType_FromModuleAndSpec(module, &sl_py_tensor_spec, NULL);
-    if (state->tensor_type == NULL || PyModule_AddType(module, state->tensor_type) < 0) {
+    state->convert_error = PyErr_NewExceptionWithDoc(
+        "shardlite._shardlite.ConvertInputs",
+        "Raised by Model.run() when an input must be converted (byte order, dtype) first.",
+        PyExc_TypeError, NULL);
+    if (state->convert_error == NULL ||
+        PyModule_AddObjectRef(module, "ConvertInputs", state->convert_error) < 0) {
         return -1;
     }
     return 0;
@@ -130,6 +189,16 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     sl_py_state *state = PyModule_GetState(module);
     Py_VISIT(state->model_type);
     Py_VISIT(state->tensor_type);
+    Py_VISIT(state->buffer_type);
+    Py_VISIT(state->tensor_base);
+    Py_VISIT(state->tensor_cls);
+    Py_VISIT(state->ndarray_type);
+    for (int i = 0; i <= SL_PY_DTYPE_MAX; i++) {
+        Py_VISIT(state->dtypes[i]);
+    }
+    Py_VISIT(state->default_format);
+    Py_VISIT(state->device);
+    Py_VISIT(state->convert_error);
     return 0;
 }
 
@@ -138,6 +207,16 @@ static int module_clear(PyObject *module)
     sl_py_state *state = PyModule_GetState(module);
     Py_CLEAR(state->model_type);
     Py_CLEAR(state->tensor_type);
+    Py_CLEAR(state->buffer_type);
+    Py_CLEAR(state->tensor_base);
+    Py_CLEAR(state->tensor_cls);
+    Py_CLEAR(state->ndarray_type);
+    for (int i = 0; i <= SL_PY_DTYPE_MAX; i++) {
+        Py_CLEAR(state->dtypes[i]);
+    }
+    Py_CLEAR(state->default_format);
+    Py_CLEAR(state->device);
+    Py_CLEAR(state->convert_error);
     return 0;
 }
 

@@ -29,8 +29,7 @@ static void tensor_dealloc(PyObject *obj)
     Py_DECREF(type);
 }
 
-/* The struct-module format of a dtype's elements; bfloat16 is exposed as its raw uint16 bits. */
-static const char *dtype_format(sl_dtype dtype)
+const char *sl_py_dtype_format(sl_dtype dtype)
 {
     switch (dtype) {
     case SL_DTYPE_BOOL:
@@ -69,7 +68,7 @@ static int tensor_getbuffer(PyObject *obj, Py_buffer *view, int flags)
     sl_tensor *t = self->tensor;
     const char *name = sl_tensor_name(t);
     sl_dtype dtype = sl_tensor_dtype(t);
-    const char *format = dtype_format(dtype);
+    const char *format = sl_py_dtype_format(dtype);
     if (format == NULL) {
         PyErr_Format(PyExc_BufferError, "tensor '%s' has dtype %s, which has no buffer format",
                      name, sl_dtype_name(dtype));
@@ -122,41 +121,37 @@ static void tensor_releasebuffer(PyObject *obj, Py_buffer *view)
 }
 
 PyDoc_STRVAR(set_data_doc,
-"set_data(data)\n\nCopies the bytes of a C-contiguous buffer (e.g. a numpy array) into the\n"
-"tensor; its size in bytes must equal data_size. The dtype is not checked.");
+"set_data(data)\n\nCopies the elements of a buffer (e.g. a numpy array, in any memory order) into\n"
+"the tensor; its size in bytes must equal data_size. The dtype is not checked.");
 
 static PyObject *tensor_set_data(PyObject *obj, PyObject *data)
 {
     sl_py_tensor *self = (sl_py_tensor *)obj;
-    if (sl_py_check_idle(self->owner) < 0) {
-        return NULL;
-    }
     if (!PyObject_CheckBuffer(data)) {
         PyErr_Format(PyExc_TypeError, "data must support the buffer protocol, but got %R.",
                      (PyObject *)Py_TYPE(data));
         return NULL;
     }
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS) < 0) {
+    if (PyObject_GetBuffer(data, &view, PyBUF_STRIDED_RO) < 0) {
         return NULL;
     }
     PyObject *result = NULL;
+    sl_py_lock(self->owner);
     size_t size = sl_tensor_byte_size(self->tensor);
+    void *dst = sl_tensor_data(self->tensor);
     if ((size_t)view.len != size) {
         PyErr_Format(PyExc_ValueError, "data size not equal! tensor '%s' needs %zu bytes, got %zd",
                      sl_tensor_name(self->tensor), size, view.len);
-        goto done;
+    } else if (size > 0 && dst == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "tensor '%s' has no data buffer; resize the model first",
+                     sl_tensor_name(self->tensor));
+    } else if (view.buf == dst || size == 0) {
+        result = Py_NewRef(Py_None); /* setting a tensor from a view of itself */
+    } else if (PyBuffer_ToContiguous(dst, &view, view.len, 'C') == 0) {
+        result = Py_NewRef(Py_None);
     }
-    /* Setting a tensor from a view of itself is a no-op (and memcpy must not overlap). */
-    if (view.buf != sl_tensor_data(self->tensor)) {
-        sl_status st = sl_tensor_set_data(self->tensor, view.buf, size);
-        if (st != SL_OK) {
-            sl_py_raise(st);
-            goto done;
-        }
-    }
-    result = Py_NewRef(Py_None);
-done:
+    sl_py_unlock(self->owner);
     PyBuffer_Release(&view);
     return result;
 }
@@ -247,6 +242,9 @@ static PyGetSetDef tensor_getset[] = {
      NULL},
     {"element_num", get_element_num, NULL, "The number of elements.", NULL},
     {"data_size", get_data_size, NULL, "The size of the data in bytes.", NULL},
+    {"size", get_element_num, NULL, "The number of elements (as numpy's ndarray.size).", NULL},
+    {"nbytes", get_data_size, NULL, "The size of the data in bytes (as numpy's ndarray.nbytes).",
+     NULL},
     {"model", get_model, NULL, "The Model this tensor belongs to.", NULL},
     {"is_input", get_is_input, NULL, "True for a model input, False for an output.", NULL},
     {"index", get_index, NULL, "The position among the model's inputs or outputs.", NULL},

@@ -101,3 +101,93 @@ def run_builder(tmp_model, load_model):
         return predict(model, *arrays)
 
     return run
+
+
+# ---- helpers of the API conformance tests (test_api_*.py, test_seed_sample.py) ----
+
+# Variables through which launchers (mpirun, PMI, Slurm, shardlite's own) pass rank and size.
+LAUNCHER_VARS = ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+                 "PMI_RANK", "PMI_SIZE", "PMIX_RANK", "SLURM_PROCID", "SLURM_NTASKS",
+                 "SLURM_LOCALID", "SHARDLITE_RANK", "SHARDLITE_WORLD_SIZE")
+
+
+def launcher_free_env(**extra):
+    """os.environ without any launcher variable, plus extra (str values)."""
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_python(code=None, args=(), env=None, timeout=120):
+    """Runs `python -c code` (or `python *args`) in a fresh interpreter from the repository
+    root; returns the CompletedProcess (text). Fails the test, showing the output, unless the exit
+    code is 0."""
+    import subprocess
+
+    cmd = [sys.executable] + (["-c", code] if code is not None else []) + [str(a) for a in args]
+    proc = subprocess.run(cmd, cwd=str(REPO), env=env if env is not None else launcher_free_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, "exit %d\nstdout:\n%s\nstderr:\n%s" % (
+        proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+def matmul_builder(w, in_shape=None, graph="g", bias=None):
+    """A GraphBuilder for y = x @ w (+ bias): input "x" of in_shape (default [2, w.shape[0]])."""
+    from mindir_builder import GraphBuilder
+
+    b = GraphBuilder(graph)
+    in_shape = list(in_shape or [2, w.shape[0]])
+    x = b.input("x", in_shape, w.dtype)
+    y = b.op("MatMul", [x, b.param("w", w)])
+    if bias is not None:
+        y = b.op("Add", [y, b.param("b", bias)])
+    b.output(y)
+    return b
+
+
+@pytest.fixture
+def matmul_model(tmp_model):
+    """matmul_model(w=None, in_shape=None, bias=None) -> (path, w): a saved y = x @ w (+ bias)
+    model; w defaults to a fixed random float32 [4, 3]."""
+
+    def make(w=None, in_shape=None, bias=None, name=None):
+        if w is None:
+            w = np.random.default_rng(7).uniform(-1, 1, (4, 3)).astype(np.float32)
+        return tmp_model(matmul_builder(w, in_shape, bias=bias), name=name), w
+
+    return make
+
+
+def concurrency_ratio(calls, per_thread):
+    """Wall time of running each callable of `calls` per_thread times in its own thread (all at
+    once) over the time of the same calls one after another."""
+    import threading
+    import time
+
+    def run(call):
+        for _ in range(per_thread):
+            call()
+
+    t0 = time.perf_counter()
+    for call in calls:
+        run(call)
+    serial = time.perf_counter() - t0
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return (time.perf_counter() - t0) / serial
+
+
+def machine_concurrency_ratio(trials=3):
+    """The best concurrency_ratio that this (small, shared, noisy) machine gives right now to two
+    threads of GIL-free work of ~20 ms a call (hashlib releases the GIL on large buffers): the
+    yardstick for "runs in parallel"."""
+    import hashlib
+
+    data = bytes(8 << 20)
+    work = lambda: hashlib.sha256(data).digest()  # noqa: E731
+    return min(concurrency_ratio([work, work], 3) for _ in range(trials))

@@ -1,0 +1,281 @@
+"""Model and ModelType, as in MindSpore Lite."""
+
+import os
+from enum import IntEnum
+
+import numpy as np
+
+from . import _config, _shardlite
+from ._check import check_config, check_list, check_type
+from .context import Context
+from .tensor import DataType, Tensor, _IntEnum, _storable
+
+__all__ = ["Model", "ModelType"]
+
+
+class ModelType(_IntEnum):
+    """The kind of model file.
+
+    MINDIR (0, MindIR protobuf: supported), ONNX (3, the C++ enum's value: not yet supported),
+    MINDIR_LITE (4, the flatbuffer ".ms" format: not supported).
+    """
+
+    MINDIR = 0
+    ONNX = 3
+    MINDIR_LITE = 4
+
+
+def _check_target(context, op):
+    """RuntimeError unless every target of context can run in this build."""
+    for target in context.target:
+        if target == "ascend":
+            raise RuntimeError(f"{op} failed! Error is target 'ascend' is not supported: "
+                               "shardlite has no Ascend backend (use target ['cpu']).")
+        if target == "gpu" and not _shardlite.build_info().get("cuda"):
+            raise RuntimeError(f"{op} failed! Error is target 'gpu' needs a CUDA build of "
+                               "shardlite, and this one has none (build_info()['cuda'] is "
+                               "False); use target ['cpu'].")
+
+
+def _load_config(config_path, config_dict):
+    """The merged config: the file's sections, then config_dict's entries over them."""
+    config = _config.read_ini(config_path) if config_path else {}
+    return _config.merge(config, config_dict)
+
+
+class Model:
+    """A model: ``build_from_file`` once, then ``predict`` as often as needed.
+
+    predict releases the GIL while the model runs, so predicts on different models run in
+    parallel from Python threads; concurrent predicts on one model are safe and run one after
+    the other (use ModelParallelRunner to serve one model from many threads at once).
+    """
+
+    def __init__(self):
+        self._model = None       # the built _shardlite.Model
+        self._config = {}        # the merged config sections
+        self.model_path_ = ""
+
+    def __str__(self):
+        return f"model_path: {self.model_path_}."
+
+    def _built(self, op):
+        """The low-level model, or RuntimeError naming op if build_from_file has not run."""
+        model = self._model
+        if model is None:
+            raise RuntimeError(f"{op} failed! Error is the model is not built; call "
+                               "build_from_file first.")
+        return model
+
+    def build_from_file(self, model_path, model_type, context=None, config_path="",
+                        config_dict=None, dec_key=None, dec_mode="AES-GCM", dec_num_parallel=0):
+        """Loads and compiles a model file.
+
+        Args:
+            model_path (str): the .mindir file.
+            model_type (ModelType): ModelType.MINDIR (ONNX and MINDIR_LITE raise RuntimeError).
+            context (Context, optional): None means a default CPU context; cpu.thread_num sets
+                the worker threads. Targets 'gpu' (without a CUDA build) and 'ascend' raise
+                RuntimeError.
+            config_path (str, optional): an INI file (``[section]``, ``key=value``, ``#``
+                comments). A concrete ``input_shape`` (``x:[2,8];y:[3]``) in any section
+                resizes the inputs at build.
+            config_dict (dict[str, dict[str, str]], optional): entries overriding the file's.
+            dec_key (bytes, optional): decryption key; shardlite cannot decrypt models, so a
+                key raises RuntimeError.
+            dec_mode (str, optional): 'AES-GCM' (default) or 'AES-CBC'.
+            dec_num_parallel (int, optional): decryption threads (unused).
+
+        Raises:
+            TypeError: an argument of the wrong type.
+            RuntimeError: a missing file, an unsupported model type, target or decryption, or
+                a model that cannot be built. Building again replaces the model.
+        """
+        check_type("model_path", model_path, str)
+        check_type("model_type", model_type, ModelType)
+        if context is None:
+            context = Context()
+        check_type("context", context, Context)
+        check_type("config_path", config_path, str)
+        if not os.path.exists(model_path):
+            raise RuntimeError("build_from_file failed, model_path does not exist!")
+        if config_path and not os.path.exists(config_path):
+            raise RuntimeError("build_from_file failed, config_path does not exist!")
+        if config_dict is not None:
+            check_config("config_dict", config_dict)
+        if dec_key is not None:
+            check_type("dec_key", dec_key, bytes)
+        check_type("dec_mode", dec_mode, str)
+        check_type("dec_num_parallel", dec_num_parallel, int)
+        if dec_mode not in ("AES-GCM", "AES-CBC"):
+            raise ValueError(f"dec_mode must be in [AES-GCM, AES-CBC], but got {dec_mode}.")
+        if dec_key is not None:
+            raise RuntimeError("build_from_file failed! Error is model decryption (dec_key) is "
+                               "not supported by shardlite; decrypt the file first.")
+        if model_type != ModelType.MINDIR:
+            raise RuntimeError(f"build_from_file failed! Error is {model_type} files are not "
+                               "supported yet; only ModelType.MINDIR.")
+        _check_target(context, "build_from_file")
+        config = _load_config(config_path, config_dict)
+        model = _shardlite.Model()
+        try:
+            model.build(model_path, context.cpu.thread_num)
+        except RuntimeError as e:
+            raise RuntimeError(f"build_from_file failed! Error is {e}") from None
+        _apply_input_shape(model, _config.lookup(config, "input_shape"))
+        self._model, self._config, self.model_path_ = model, config, model_path
+
+    def get_inputs(self):
+        """The model's inputs: Tensors bound to its input buffers (shapes follow resize)."""
+        return [Tensor._bind(ref) for ref in self._built("get_inputs").inputs()]
+
+    def get_outputs(self):
+        """The model's outputs (name, dtype, shape, format, element_num, data_size), bound to
+        its output buffers: they hold the last predict's results."""
+        return [Tensor._bind(ref) for ref in self._built("get_outputs").outputs()]
+
+    def resize(self, inputs, dims):
+        """Gives the inputs new shapes: dims[i] (list of int) for inputs[i] (a Tensor).
+
+        Raises TypeError for wrong types, ValueError when len(inputs) != len(dims),
+        RuntimeError when the model cannot take the shapes (it then keeps its
+        previous shapes).
+        """
+        check_list("inputs", inputs, Tensor, containers=(list, tuple))
+        check_type("dims", dims, (list, tuple), "list")
+        for i, d in enumerate(dims):
+            if not isinstance(d, (list, tuple)):
+                raise TypeError(f"dims element must be list, but got {type(d)} at index {i}.")
+            for j, dim in enumerate(d):
+                if not isinstance(dim, int) or isinstance(dim, bool):
+                    raise TypeError(f"dims element's element must be int, but got {type(dim)} "
+                                    f"at {i}th dims element's {j}th element.")
+        if len(inputs) != len(dims):
+            raise ValueError(f"inputs' size does not match dims' size, but got inputs: "
+                             f"{len(inputs)} and dims: {len(dims)}.")
+        model = self._built("resize")
+        refs = model.inputs()
+        shapes = [list(ref.shape) for ref in refs]
+        for i, (tensor, d) in enumerate(zip(inputs, dims)):
+            ref = tensor._data
+            bound = isinstance(ref, _shardlite.TensorRef) and ref.model is model and ref.is_input
+            index = ref.index if bound else i
+            if index >= len(shapes):
+                raise ValueError(f"the model has {len(shapes)} inputs, but got {len(inputs)}.")
+            shapes[index] = list(d)
+        _resize(model, shapes, "resize")
+
+    def predict(self, inputs, outputs=None):
+        """Runs the model on inputs (a list or tuple of Tensor or numpy arrays, one per input).
+
+        Inputs are copied into the model (Tensors from get_inputs() already are there); when
+        their shapes differ from the model's, it is resized first. Returns a list of Tensor,
+        one per graph output in graph order, each owning its results. If outputs (a list of
+        Tensor with the outputs' shapes and dtypes) is given, they receive the results: a
+        Tensor wrapping a writable numpy array gets them copied into that array.
+
+        Raises TypeError for wrong types and RuntimeError for a wrong input count, dtype or a
+        failed run.
+        """
+        model = self._model
+        if model is None:
+            self._built("predict")
+        if outputs is not None:
+            check_list("outputs", outputs, Tensor, containers=(list, tuple))
+        try:
+            results = model.run(inputs)
+        except _shardlite.ConvertInputs:
+            results = model.run([_convertible(x) for x in inputs])
+        if outputs is not None:
+            _fill_outputs(model, outputs, results)
+        return results
+
+    def get_model_info(self, key):
+        """Information about the model: 'user_info' (the file's user_info map, formatted
+        '{k1:v1,k2:v2}'), 'input_shape' and 'dynamic_dims' (from the config); '' otherwise."""
+        check_type("key", key, str)
+        model = self._built("get_model_info")
+        if key == "user_info":
+            info = model.user_info()
+            return "{" + ",".join(f"{k}:{v}" for k, v in info.items()) + "}" if info else ""
+        if key in ("input_shape", "dynamic_dims"):
+            return _config.lookup(self._config, key)
+        return ""
+
+    def update_weights(self, weights):
+        """Replaces named weights: weights is a list of lists of Tensor, each Tensor named as a
+        weight of the model (with or without the '<graph>:' prefix) with its dtype and shape.
+
+        Raises TypeError for wrong types and RuntimeError for an unknown name or a dtype or
+        shape mismatch (the weights updated before it keep their new data).
+        """
+        check_type("weights", weights, list)
+        for i, group in enumerate(weights):
+            check_type("weight", group, list)
+            for j, t in enumerate(group):
+                if not isinstance(t, Tensor):
+                    raise TypeError(f"weights element must be Tensor, but got {type(t)} at "
+                                    f"index {i}{j}.")
+        model = self._built("update_weights")
+        for group in weights:
+            for t in group:
+                data = np.ascontiguousarray(t.get_data_to_numpy())
+                try:
+                    model.update_weight(t.name, int(t.dtype), data)
+                except (RuntimeError, ValueError) as e:
+                    raise RuntimeError(f"update weight failed! Error is {e}") from None
+
+
+def _convertible(x):
+    """x in a form Model.run reads (native byte order, bfloat16 as uint16 bits)."""
+    return _storable(x) if isinstance(x, np.ndarray) else x
+
+
+def _resize(model, shapes, op):
+    """Resizes the low-level model, reporting failures as RuntimeError naming op."""
+    try:
+        model.resize(shapes)
+    except (RuntimeError, ValueError, BufferError) as e:
+        raise RuntimeError(f"{op} failed! Error is resize to {shapes} failed: {e}") from None
+
+
+def _apply_input_shape(model, text):
+    """Resizes a freshly built model to the concrete shapes of a config's input_shape."""
+    if not text:
+        return
+    try:
+        wanted = _config.parse_input_shape(text)
+    except ValueError as e:
+        raise RuntimeError(f"build_from_file failed! Error is {e}") from None
+    refs = model.inputs()
+    names = [ref.name for ref in refs]
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise RuntimeError(f"build_from_file failed! Error is input_shape names {unknown}, "
+                           f"but the model's inputs are {names}")
+    if any(d < 0 for dims in wanted.values() for d in dims):
+        return  # a dynamic range description, not a shape to build with
+    shapes = [wanted.get(ref.name, list(ref.shape)) for ref in refs]
+    if shapes != [list(ref.shape) for ref in refs]:
+        _resize(model, shapes, "build_from_file")
+
+
+def _fill_outputs(model, outputs, results):
+    """Gives the caller's output Tensors the results (their data becomes the results)."""
+    if len(outputs) != len(results):
+        raise RuntimeError(f"predict failed! Error is model output len:{len(results)} not "
+                           f"equal output len:{len(outputs)}!")
+    for i, (out, res) in enumerate(zip(outputs, results)):
+        if out.dtype != res.dtype or out.shape != res.shape:
+            raise RuntimeError(f"predict failed! Error is outputs[{i}] is {out.dtype.name} "
+                               f"{out.shape}, but the model's output '{res.name}' is "
+                               f"{res.dtype.name} {res.shape}")
+        ref = out._data
+        if isinstance(ref, _shardlite.TensorRef):
+            if ref.model is model and not ref.is_input and ref.index == i:
+                continue  # the model's own output buffer already holds the results
+            ref.set_data(res._data)
+        elif isinstance(ref, np.ndarray) and ref.flags.writeable:
+            np.copyto(ref, np.asarray(res._data))  # the caller's own array gets the results
+        else:
+            out._data = res._data
