@@ -25,7 +25,11 @@ const char *sl_version(void)
 
 const char *sl_build_info(void)
 {
-    return "cpu=1,blas=openblas,mpi=0,cuda=0,nccl=0";
+#ifdef SL_HAVE_MPI
+    return "cpu=1,blas=openblas,shm=1,mpi=1,cuda=0,nccl=0";
+#else
+    return "cpu=1,blas=openblas,shm=1,mpi=0,cuda=0,nccl=0";
+#endif
 }
 
 sl_status sl_context_create(sl_context **out)

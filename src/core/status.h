@@ -6,9 +6,11 @@
 
 /* Records a formatted message for sl_last_error() and returns status, so callers can write
  * `return sl_error(SL_ERR_FORMAT, "node %s: ...", name);`. */
-sl_status sl_error(sl_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Exported (though not in the public header) for plugins such as the MPI backend. */
+SL_API sl_status sl_error(sl_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Prefixes the current message with "<context>: " (for adding where a failure happened). */
-sl_status sl_error_wrap(sl_status status, const char *fmt, ...)
+SL_API sl_status sl_error_wrap(sl_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void sl_error_clear(void);
 

@@ -13,6 +13,61 @@ static const sl_attr_desc none_attrs[] = {{0}};
 static const char *const pad_modes[] = {"valid", "same", "pad", NULL};
 static const char *const formats[] = {"NCHW", "NHWC", NULL};
 
+static const char *const reduce_ops[] = {"sum", "max", "min", "prod", NULL};
+/* the world group's names on Ascend, GPU and CPU */
+static const char *const world_groups[] = {"hccl_world_group", "nccl_world_group",
+                                           "mccl_world_group", NULL};
+
+#define GROUP_ATTRS                                                                          \
+    {.name = "group", .type = SL_ATTR_GROUP, .offset = P(coll.group), .names = world_groups},  \
+    {.name = "group_ranks", .type = SL_ATTR_INTS, .offset = P(coll.group_ranks),              \
+     .count = P(coll.n_group_ranks), .max_count = SL_GROUP_MAX}
+
+static const sl_attr_desc all_reduce_attrs[] = {
+    {.name = "op", .type = SL_ATTR_ENUM, .offset = P(coll.op), .names = reduce_ops},
+    GROUP_ATTRS,
+    {0},
+};
+static const sl_attr_desc all_gather_attrs[] = {
+    GROUP_ATTRS,
+    {.name = "rank_size", .type = SL_ATTR_INT, .offset = P(coll.rank_size)},
+    {0},
+};
+static const sl_attr_desc reduce_scatter_attrs[] = {
+    {.name = "op", .type = SL_ATTR_ENUM, .offset = P(coll.op), .names = reduce_ops},
+    GROUP_ATTRS,
+    {.name = "rank_size", .type = SL_ATTR_INT, .offset = P(coll.rank_size)},
+    {0},
+};
+static const sl_attr_desc broadcast_attrs[] = {
+    {.name = "root_rank", .type = SL_ATTR_INT, .offset = P(coll.root_rank)},
+    GROUP_ATTRS,
+    {0},
+};
+static const sl_attr_desc all_to_all_attrs[] = {
+    {.name = "split_count", .type = SL_ATTR_INT, .offset = P(coll.split_count)},
+    {.name = "split_dim", .type = SL_ATTR_INT, .offset = P(coll.split_dim)},
+    {.name = "concat_dim", .type = SL_ATTR_INT, .offset = P(coll.concat_dim)},
+    GROUP_ATTRS,
+    {.name = "rank_size", .type = SL_ATTR_INT, .offset = P(coll.rank_size)},
+    {0},
+};
+static const sl_attr_desc send_attrs[] = {
+    {.name = "sr_tag", .type = SL_ATTR_INT, .offset = P(coll.sr_tag)},
+    {.name = "dest_rank", .type = SL_ATTR_INT, .offset = P(coll.peer)},
+    GROUP_ATTRS,
+    {0},
+};
+static const sl_attr_desc receive_attrs[] = {
+    {.name = "sr_tag", .type = SL_ATTR_INT, .offset = P(coll.sr_tag)},
+    {.name = "src_rank", .type = SL_ATTR_INT, .offset = P(coll.peer)},
+    {.name = "shape", .type = SL_ATTR_INTS, .offset = P(coll.shape), .count = P(coll.n_shape),
+     .max_count = SL_MAX_DIMS},
+    {.name = "dtype", .type = SL_ATTR_DTYPE, .offset = P(coll.dtype)},
+    GROUP_ATTRS,
+    {0},
+};
+
 static const sl_attr_desc matmul_attrs[] = {
     {.name = "transpose_a", .type = SL_ATTR_BOOL, .offset = P(matmul.transpose_a), .input = 2},
     {.name = "transpose_b", .type = SL_ATTR_BOOL, .offset = P(matmul.transpose_b), .input = 3},

@@ -71,6 +71,20 @@ typedef struct sl_params_gather {
     int64_t batch_dims;
 } sl_params_gather;
 
+#define SL_GROUP_MAX 64
+
+typedef struct sl_params_coll {
+    int64_t op;                               /* sl_reduce: sum, max, min, prod */
+    int64_t group;                            /* 0..2: a world group name, -1: a sub-group */
+    int64_t group_ranks[SL_GROUP_MAX], n_group_ranks; /* world ranks; empty: the world */
+    int64_t rank_size;                        /* informational */
+    int64_t root_rank;                        /* Broadcast (group rank) */
+    int64_t sr_tag, peer;                     /* Send dest_rank / Receive src_rank */
+    int64_t split_count, split_dim, concat_dim; /* AlltoAll */
+    int64_t shape[SL_MAX_DIMS], n_shape;      /* Receive */
+    int64_t dtype;                            /* Receive (sl_dtype) */
+} sl_params_coll;
+
 typedef union sl_params {
     sl_params_matmul matmul;
     sl_params_conv2d conv2d;
@@ -82,6 +96,7 @@ typedef union sl_params {
     sl_params_split split;
     sl_params_strided_slice strided_slice;
     sl_params_gather gather;
+    sl_params_coll coll;
 } sl_params;
 
 /* How one attribute maps between MindIR and sl_params. */
@@ -93,6 +108,7 @@ typedef enum sl_attr_type {
                     * counts as a list of one */
     SL_ATTR_ENUM,  /* int64_t index into names, matched case-insensitively */
     SL_ATTR_DTYPE, /* int64_t sl_dtype, from a MindIR type value */
+    SL_ATTR_GROUP, /* int64_t: index of a world group name in names, -1 for any other name */
 } sl_attr_type;
 
 typedef struct sl_attr_desc {
@@ -112,6 +128,8 @@ typedef sl_status (*sl_op_fn)(struct sl_op_call *call);
 enum {
     SL_OPF_TUPLE_INPUT = 1,    /* input 0 is a tuple of tensors, flattened into the inputs */
     SL_OPF_DATA_DEPENDENT = 2, /* output shapes depend on input values (planned at the bound) */
+    SL_OPF_TUPLE_OUTPUT = 4,   /* the outputs form a tuple (read with TupleGetItem) */
+    SL_OPF_COMM = 8,           /* communicates with other ranks (needs a communicator) */
 };
 
 typedef struct sl_op_info {

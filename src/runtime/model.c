@@ -1,6 +1,7 @@
 #include "runtime/model.h"
 
 #include "backend/cpu/gemm.h"
+#include "comm/comm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,26 @@
 static size_t align_up(size_t n)
 {
     return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
+
+/* Communication ops join their group's communicator at build time (the rendezvous). */
+static sl_status join_group(struct sl_model *m, int i)
+{
+    const sl_node *n = &m->g->nodes[i];
+    if (!(sl_op_get(n->op)->flags & SL_OPF_COMM)) {
+        return SL_OK;
+    }
+    const sl_params_coll *p = &n->params.coll;
+    int ranks[SL_COMM_MAX_RANKS];
+    if (p->n_group_ranks < 0 || p->n_group_ranks > SL_COMM_MAX_RANKS) {
+        return sl_error(SL_ERR_FORMAT, "node '%s': a group of %lld ranks", n->name,
+                        (long long)p->n_group_ranks);
+    }
+    for (int64_t k = 0; k < p->n_group_ranks; k++) {
+        ranks[k] = (int)p->group_ranks[k];
+    }
+    sl_status st = sl_comm_get(ranks, (int)p->n_group_ranks, &m->comms[i]);
+    return st == SL_OK ? st : sl_error_wrap(st, "node '%s' (%s)", n->name, sl_op_get(n->op)->name);
 }
 
 sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
@@ -35,11 +56,12 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
         max_out = g->nodes[i].n_out > max_out ? g->nodes[i].n_out : max_out;
     }
     m->scratch = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *m->scratch);
+    m->comms = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *m->comms);
     m->call_in = calloc((size_t)max_in, sizeof *m->call_in);
     m->call_out = calloc((size_t)max_out, sizeof *m->call_out);
     m->inputs = calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *m->inputs);
     m->outputs = calloc((size_t)(g->n_outputs ? g->n_outputs : 1), sizeof *m->outputs);
-    if (!m->scratch || !m->call_in || !m->call_out || !m->inputs || !m->outputs) {
+    if (!m->scratch || !m->comms || !m->call_in || !m->call_out || !m->inputs || !m->outputs) {
         sl_runtime_destroy(m);
         return sl_error(SL_ERR_NOMEM, "model: out of memory");
     }
@@ -52,6 +74,9 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
     snprintf(m->producer, sizeof m->producer, "%s %s", g->producer_name ? g->producer_name : "",
              g->producer_version ? g->producer_version : "");
     sl_status st = sl_pool_create(thread_num, &m->pool);
+    for (int i = 0; i < g->n_nodes && st == SL_OK; i++) {
+        st = join_group(m, i);
+    }
     if (st != SL_OK) {
         sl_runtime_destroy(m);
         return st;
@@ -66,6 +91,10 @@ void sl_runtime_destroy(struct sl_model *m)
         return;
     }
     sl_pool_destroy(m->pool);
+    for (int i = 0; m->comms && i < m->g->n_nodes; i++) {
+        sl_comm_release(m->comms[i]);
+    }
+    free(m->comms);
     free(m->arena);
     free(m->scratch);
     free(m->call_in);
@@ -86,6 +115,7 @@ static void bind_call(struct sl_model *m, int ni, sl_op_call *call)
     call->out = m->call_out;
     call->n_in = n->n_in;
     call->n_out = n->n_out;
+    call->comm = m->comms[ni];
     for (int k = 0; k < n->n_in; k++) {
         call->in[k] = n->in[k] >= 0 ? &m->g->values[n->in[k]] : NULL;
     }
@@ -292,8 +322,9 @@ sl_status sl_runtime_prepare(struct sl_model *m)
             dynamic |= v->dynamic;
             known &= v->kind == SL_VALUE_CONST || v->folded;
         }
-        /* a Shape needs only its input's (static) shape */
+        /* a Shape needs only its input's (static) shape; communication runs every predict */
         known |= n->op == SL_OP_SHAPE && !dynamic;
+        known &= !(info->flags & SL_OPF_COMM);
         sl_status st = info->infer(&call);
         if (st == SL_OK) {
             st = check_outputs(&call);

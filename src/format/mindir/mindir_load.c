@@ -798,14 +798,53 @@ static sl_status find_attr(sl_pb msg, uint32_t field, const char *name, attr *a,
     }
 }
 
+/* "0-1-2-3" -> {0, 1, 2, 3} */
+static sl_status parse_dashed_ints(sl_pb s, int64_t *vals, int max, int *n, const char *what)
+{
+    *n = 0;
+    const uint8_t *p = s.p;
+    while (p < s.end) {
+        int64_t v = 0;
+        const uint8_t *start = p;
+        while (p < s.end && *p >= '0' && *p <= '9' && v < ((int64_t)1 << 40)) {
+            v = v * 10 + (*p++ - '0');
+        }
+        if (p == start || *n >= max || (p < s.end && *p != '-')) {
+            return sl_error(SL_ERR_FORMAT, "attribute '%s' is not a list like \"0-1-2\"", what);
+        }
+        vals[(*n)++] = v;
+        p += p < s.end;
+    }
+    return SL_OK;
+}
+
 static sl_status decode_attr(const sl_attr_desc *d, const attr *a, sl_params *p)
 {
     char *base = (char *)p + d->offset;
     int n;
     switch (d->type) {
+    case SL_ATTR_GROUP: {
+        sl_pb g;
+        int found;
+        SL_TRY(attr_string(a, &g, &found));
+        *(int64_t *)base = -1;
+        for (int i = 0; found && d->names[i]; i++) {
+            if (sl_pb_eq(g, d->names[i])) {
+                *(int64_t *)base = i;
+            }
+        }
+        return SL_OK;
+    }
+    case SL_ATTR_DTYPE:
+        if (a->has_t) { /* a type value: a tensor holding only a data_type */
+            tensor_info t;
+            SL_TRY(tensor_parse(a->t, 1, &t));
+            *(int64_t *)base = t.dtype;
+            return SL_OK;
+        }
+        __attribute__((fallthrough)); /* else an int holding an sl_dtype */
     case SL_ATTR_BOOL:
-    case SL_ATTR_INT:
-    case SL_ATTR_DTYPE: {
+    case SL_ATTR_INT: {
         int64_t i;
         SL_TRY(attr_numbers(a, 0, &i, NULL, 1, &n));
         if (n != 1) {
@@ -829,6 +868,11 @@ static sl_status decode_attr(const sl_attr_desc *d, const attr *a, sl_params *p)
     }
     case SL_ATTR_INTS: {
         int64_t *vals = (int64_t *)base;
+        if (a->has_s) { /* a list written as a string: "0-1-2-3" (group_ranks) */
+            SL_TRY(parse_dashed_ints(a->s, vals, d->max_count, &n, d->name));
+            *(int64_t *)((char *)p + d->count) = n;
+            return SL_OK;
+        }
         SL_TRY(attr_numbers(a, 0, vals, NULL, d->max_count, &n));
         *(int64_t *)((char *)p + d->count) = n;
         return SL_OK;
@@ -874,7 +918,7 @@ static sl_status lift_attr(const sl_attr_desc *d, const ref *r, const sl_value *
         *(int64_t *)((char *)p + d->count) = n;
         return SL_OK;
     }
-    if (n != 1 || d->type == SL_ATTR_ENUM) {
+    if (n != 1 || d->type == SL_ATTR_ENUM || d->type == SL_ATTR_GROUP) {
         return sl_error(SL_ERR_UNSUPPORTED, "input for '%s' is not a scalar", d->name);
     }
     switch (d->type) {
@@ -998,7 +1042,7 @@ static sl_status emit_op(loader *L, node_msg *nm, sl_op op, sl_pb attrs_msg, uin
                             r->kind == REF_TUPLE ? "tuple" : "type");
         }
     }
-    /* outputs: Split yields output_num tensors, every other op one */
+    /* outputs: a tuple for Split (output_num tensors) and Broadcast (one per input) */
     int n_out = 1;
     if (op == SL_OP_SPLIT) {
         if (params.split.output_num < 1 || params.split.output_num > 256) {
@@ -1006,6 +1050,8 @@ static sl_status emit_op(loader *L, node_msg *nm, sl_op op, sl_pb attrs_msg, uin
                             (long long)params.split.output_num);
         }
         n_out = (int)params.split.output_num;
+    } else if (op == SL_OP_BROADCAST) {
+        n_out = n_ids;
     }
     int outs[256];
     char *key = sl_pb_strdup(nm->key);
@@ -1016,7 +1062,7 @@ static sl_status emit_op(loader *L, node_msg *nm, sl_op op, sl_pb attrs_msg, uin
     char *vname = malloc(klen);
     sl_status st = vname ? SL_OK : sl_error(SL_ERR_NOMEM, "mindir: out of memory");
     for (int k = 0; k < n_out && st == SL_OK; k++) {
-        if (n_out == 1) {
+        if (!(info->flags & SL_OPF_TUPLE_OUTPUT)) {
             snprintf(vname, klen, "%s", key);
         } else {
             snprintf(vname, klen, "%s:%d", key, k);
@@ -1029,7 +1075,7 @@ static sl_status emit_op(loader *L, node_msg *nm, sl_op op, sl_pb attrs_msg, uin
     free(vname);
     free(key);
     SL_TRY(st);
-    if (n_out == 1) {
+    if (!(info->flags & SL_OPF_TUPLE_OUTPUT)) {
         return define_value(L, nm->key, outs[0]);
     }
     ref t = {.kind = REF_TUPLE, .n_items = n_out, .items = malloc(sizeof(int) * (size_t)n_out)};

@@ -523,6 +523,23 @@ static sl_status prim_attrs(sl_pbw *w, const sl_node *n, const sl_attr_desc *ski
             attr_str(w, 3, d->name, d->names[i]);
             break;
         }
+        case SL_ATTR_GROUP: {
+            /* a world name, or a sub-group named like MindSpore's: "<size>-<hash of ranks>" */
+            const sl_params_coll *c = &n->params.coll;
+            if (ints[0] >= 0 && c->n_group_ranks == 0) {
+                attr_str(w, 3, d->name, d->names[ints[0]]);
+                break;
+            }
+            uint64_t h = 1469598103934665603ull;
+            for (int64_t k = 0; k < c->n_group_ranks; k++) {
+                h = (h ^ (uint64_t)c->group_ranks[k]) * 1099511628211ull;
+            }
+            char name[64];
+            snprintf(name, sizeof name, "%lld-%llu", (long long)c->n_group_ranks,
+                     (unsigned long long)h);
+            attr_str(w, 3, d->name, name);
+            break;
+        }
         }
     }
     if (n->op == SL_OP_CONV2D) { /* what MindSpore's Conv2D also carries */

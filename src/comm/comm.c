@@ -1,0 +1,304 @@
+/* Rank discovery, the per-process registry of group communicators, backend choice. */
+#include "comm/comm.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct sl_comm {
+    const sl_comm_backend *backend;
+    void *state;
+    int ranks[SL_COMM_MAX_RANKS]; /* world ranks, increasing */
+    int n, me;
+    int refs;
+    pthread_mutex_t run_mu; /* one collective at a time per communicator */
+    struct sl_comm *next;
+};
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static sl_comm *registry;
+static sl_rank_info configured; /* size 0: not configured */
+
+double sl_comm_timeout(void)
+{
+    const char *s = getenv("SHARDLITE_COMM_TIMEOUT");
+    double t = s ? atof(s) : 0;
+    return t > 0 ? t : 60.0;
+}
+
+static int env_int(const char *name, int *out)
+{
+    const char *s = getenv(name);
+    if (!s || !*s) {
+        return 0;
+    }
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < 0 || v > 1 << 20) {
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+static void set_job(sl_rank_info *w, const char *a, const char *b)
+{
+    snprintf(w->job, sizeof w->job, "%s%s%s", a ? a : "", b ? "." : "", b ? b : "");
+}
+
+sl_status sl_comm_configure(int rank, int size, const char *job, const char *backend)
+{
+    if (size == 0) {
+        memset(&configured, 0, sizeof configured);
+        return SL_OK;
+    }
+    if (size < 1 || size > SL_COMM_MAX_RANKS || rank < 0 || rank >= size) {
+        return sl_error(SL_ERR_INVALID_ARG, "rank %d of %d: need 0 <= rank < size <= %d", rank,
+                        size, SL_COMM_MAX_RANKS);
+    }
+    if (backend && *backend && strcmp(backend, "shm") != 0 && strcmp(backend, "mpi") != 0) {
+        return sl_error(SL_ERR_INVALID_ARG, "communication backend '%s' (shm or mpi)", backend);
+    }
+    memset(&configured, 0, sizeof configured);
+    configured.rank = rank;
+    configured.size = size;
+    configured.local_size = -1;
+    set_job(&configured, job && *job ? job : "configured", NULL);
+    snprintf(configured.source, sizeof configured.source, "config");
+    snprintf(configured.backend, sizeof configured.backend, "%s", backend ? backend : "");
+    return SL_OK;
+}
+
+sl_status sl_comm_world(sl_rank_info *w)
+{
+    memset(w, 0, sizeof *w);
+    w->local_size = -1;
+    char ppid[32];
+    snprintf(ppid, sizeof ppid, "ppid%ld", (long)getppid());
+    int local;
+    if (configured.size) {
+        *w = configured;
+    } else if (env_int("SHARDLITE_RANK", &w->rank) && env_int("SHARDLITE_WORLD_SIZE", &w->size)) {
+        snprintf(w->source, sizeof w->source, "launcher");
+        w->local_size = w->size;
+        set_job(w, getenv("SHARDLITE_JOB_ID") ? getenv("SHARDLITE_JOB_ID") : ppid, NULL);
+    } else if (env_int("OMPI_COMM_WORLD_RANK", &w->rank) &&
+               env_int("OMPI_COMM_WORLD_SIZE", &w->size)) {
+        snprintf(w->source, sizeof w->source, "openmpi");
+        if (env_int("OMPI_COMM_WORLD_LOCAL_SIZE", &local)) {
+            w->local_size = local;
+        }
+        const char *ns = getenv("PMIX_NAMESPACE");
+        set_job(w, ns ? ns : getenv("OMPI_MCA_ess_base_jobid") ? getenv("OMPI_MCA_ess_base_jobid")
+                                                                : ppid,
+                NULL);
+    } else if (env_int("PMI_RANK", &w->rank) && env_int("PMI_SIZE", &w->size)) {
+        snprintf(w->source, sizeof w->source, "pmi");
+        if (env_int("MPI_LOCALNRANKS", &local)) {
+            w->local_size = local;
+        }
+        set_job(w, getenv("PMI_KVSNAME") ? getenv("PMI_KVSNAME") : ppid, NULL);
+    } else if (env_int("SLURM_PROCID", &w->rank) && env_int("SLURM_NTASKS", &w->size)) {
+        snprintf(w->source, sizeof w->source, "slurm");
+        int nodes;
+        if (env_int("SLURM_NNODES", &nodes) && nodes == 1) {
+            w->local_size = w->size;
+        }
+        set_job(w, getenv("SLURM_JOB_ID"), getenv("SLURM_STEP_ID"));
+    } else {
+        w->rank = 0;
+        w->size = 1;
+        w->local_size = 1;
+        snprintf(w->source, sizeof w->source, "single");
+        snprintf(w->job, sizeof w->job, "pid%ld", (long)getpid());
+    }
+    if (w->size < 1 || w->size > SL_COMM_MAX_RANKS || w->rank >= w->size) {
+        return sl_error(SL_ERR_INVALID_ARG, "rank %d of %d (from %s) is out of range (at most %d "
+                        "ranks)", w->rank, w->size, w->source, SL_COMM_MAX_RANKS);
+    }
+    if (getenv("SHARDLITE_JOB_ID") && *getenv("SHARDLITE_JOB_ID") && !configured.size) {
+        set_job(w, getenv("SHARDLITE_JOB_ID"), NULL);
+    }
+    const char *backend = getenv("SHARDLITE_COMM_BACKEND");
+    if (!w->backend[0]) {
+        if (backend && *backend) {
+            snprintf(w->backend, sizeof w->backend, "%s", backend);
+        } else {
+            /* every rank on this host (or unknown: assume so) -> shared memory */
+            snprintf(w->backend, sizeof w->backend, "%s",
+                     w->local_size >= 0 && w->local_size < w->size ? "mpi" : "shm");
+        }
+    }
+    return SL_OK;
+}
+
+/* The MPI backend lives in a plugin beside the library, loaded on first use, so that
+ * shardlite runs on one host without libmpi installed. */
+static sl_status load_mpi(const sl_comm_backend **out)
+{
+    static const sl_comm_backend *mpi;
+    if (mpi) {
+        *out = mpi;
+        return SL_OK;
+    }
+    Dl_info info;
+    char path[4096] = "libshardlite_mpi.so";
+    if (dladdr((void *)load_mpi, &info) && info.dli_fname) {
+        snprintf(path, sizeof path, "%s", info.dli_fname);
+        char *slash = strrchr(path, '/');
+        snprintf(slash ? slash + 1 : path, sizeof path - (size_t)(slash ? slash + 1 - path : 0),
+                 "libshardlite_mpi.so");
+    }
+    void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) {
+        return sl_error(SL_ERR_UNSUPPORTED,
+                        "the MPI backend is not available (%s): install Open MPI "
+                        "(libopenmpi3) and a shardlite built with it, or use the shm backend on "
+                        "one host",
+                        dlerror());
+    }
+    const sl_comm_backend *(*get)(void) =
+        (const sl_comm_backend *(*)(void))dlsym(h, "sl_comm_mpi_backend");
+    if (!get) {
+        return sl_error(SL_ERR_UNSUPPORTED, "%s has no sl_comm_mpi_backend", path);
+    }
+    mpi = get();
+    *out = mpi;
+    return SL_OK;
+}
+
+sl_status sl_comm_get(const int *ranks, int n, sl_comm **out)
+{
+    *out = NULL;
+    sl_rank_info w;
+    SL_TRY(sl_comm_world(&w));
+    int all[SL_COMM_MAX_RANKS];
+    if (n == 0) {
+        for (int i = 0; i < w.size; i++) {
+            all[i] = i;
+        }
+        ranks = all;
+        n = w.size;
+    }
+    int me = -1;
+    for (int i = 0; i < n; i++) {
+        if (ranks[i] < 0 || ranks[i] >= w.size || (i && ranks[i] <= ranks[i - 1])) {
+            return sl_error(SL_ERR_INVALID_ARG,
+                            "group ranks must increase within [0, %d) (the world size)", w.size);
+        }
+        if (ranks[i] == w.rank) {
+            me = i;
+        }
+    }
+    if (me < 0) {
+        return sl_error(SL_ERR_INVALID_ARG, "rank %d is not in the group it communicates in",
+                        w.rank);
+    }
+    pthread_mutex_lock(&registry_mu);
+    for (sl_comm *c = registry; c; c = c->next) {
+        if (c->n == n && memcmp(c->ranks, ranks, sizeof(int) * (size_t)n) == 0) {
+            c->refs++;
+            pthread_mutex_unlock(&registry_mu);
+            *out = c;
+            return SL_OK;
+        }
+    }
+    sl_status st = SL_OK;
+    sl_comm *c = calloc(1, sizeof *c);
+    if (!c) {
+        st = sl_error(SL_ERR_NOMEM, "communicator: out of memory");
+    } else if (strcmp(w.backend, "mpi") == 0) {
+        st = load_mpi(&c->backend);
+    } else if (strcmp(w.backend, "shm") == 0) {
+        c->backend = &sl_comm_shm;
+    } else {
+        st = sl_error(SL_ERR_INVALID_ARG, "communication backend '%s' (shm or mpi)", w.backend);
+    }
+    if (st == SL_OK) {
+        /* the rendezvous runs under the lock: models of one process join groups in turn */
+        st = c->backend->open(&w, ranks, n, me, sl_comm_timeout(), &c->state);
+        if (st != SL_OK) {
+            st = sl_error_wrap(st, "%s communicator of %d ranks (rank %d, job %s, from %s)",
+                               c->backend->name, n, w.rank, w.job, w.source);
+        }
+    }
+    if (st != SL_OK) {
+        free(c);
+        pthread_mutex_unlock(&registry_mu);
+        return st;
+    }
+    memcpy(c->ranks, ranks, sizeof(int) * (size_t)n);
+    c->n = n;
+    c->me = me;
+    c->refs = 1;
+    pthread_mutex_init(&c->run_mu, NULL);
+    c->next = registry;
+    registry = c;
+    pthread_mutex_unlock(&registry_mu);
+    *out = c;
+    return SL_OK;
+}
+
+void sl_comm_release(sl_comm *c)
+{
+    if (!c) {
+        return;
+    }
+    pthread_mutex_lock(&registry_mu);
+    if (--c->refs > 0) {
+        pthread_mutex_unlock(&registry_mu);
+        return;
+    }
+    for (sl_comm **p = &registry; *p; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_mu);
+    c->backend->close(c->state);
+    pthread_mutex_destroy(&c->run_mu);
+    free(c);
+}
+
+int sl_comm_rank(const sl_comm *c)
+{
+    return c->me;
+}
+
+int sl_comm_size(const sl_comm *c)
+{
+    return c->n;
+}
+
+sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out)
+{
+    pthread_mutex_lock(&c->run_mu);
+    sl_status st = c->backend->run(c->state, d, in, out);
+    pthread_mutex_unlock(&c->run_mu);
+    return st;
+}
+
+const char *sl_coll_str(const sl_coll_desc *d, char *buf, size_t n)
+{
+    static const char *const kinds[] = {"AllReduce", "AllGather", "ReduceScatter", "Broadcast",
+                                        "AlltoAll",  "Send",      "Receive",       "Barrier"};
+    static const char *const reduces[] = {"sum", "max", "min", "prod"};
+    const char *kind = (unsigned)d->kind < 8 ? kinds[d->kind] : "?";
+    switch (d->kind) {
+    case SL_COLL_ALLREDUCE:
+    case SL_COLL_REDUCE_SCATTER:
+        snprintf(buf, n, "%s(%s, %s, %zu)", kind, (unsigned)d->reduce < 4 ? reduces[d->reduce] : "?",
+                 sl_dtype_name(d->dtype), d->count);
+        break;
+    case SL_COLL_BROADCAST:
+        snprintf(buf, n, "%s(root %d, %s, %zu)", kind, d->root, sl_dtype_name(d->dtype), d->count);
+        break;
+    case SL_COLL_BARRIER: snprintf(buf, n, "%s", kind); break;
+    default: snprintf(buf, n, "%s(%s, %zu)", kind, sl_dtype_name(d->dtype), d->count); break;
+    }
+    return buf;
+}

@@ -1,0 +1,772 @@
+/* The shared-memory backend: all ranks of a group on one host share one segment per group.
+ *
+ * Each member has two data buffers (used alternately by consecutive collectives, so a rank can
+ * publish the next one while others still read the last), two result buffers for the two-shot
+ * all-reduce, and control lines: `ready` (its input for collective s is published, with the
+ * fingerprint of s beside it), `reduced` (its share of a two-shot reduction is done) and `done`
+ * (it has finished reading the others' buffers for s). Flags are sequence numbers in separate
+ * cache lines: no barriers. Every reduction adds the members' data in member order, so every
+ * rank gets bit-identical results. Messages larger than a buffer go in pieces.
+ *
+ * The segment is created by the group's first member (mode 0600, O_EXCL, space reserved with
+ * posix_fallocate so a full /dev/shm fails at build time, not with SIGBUS), and unlinked as soon
+ * as every member has mapped it: nothing is left in /dev/shm after the rendezvous, whatever
+ * happens later. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "comm/comm.h"
+
+#define SHM_MAGIC 0x31305445494c4853ull /* "SHLITE01" */
+#define LINE 64
+#define DEFAULT_SLOT_BYTES (1u << 20)
+#define P2P_BYTES (256u << 10)
+/* All-reduces up to this size go one-shot (every rank reduces everything). */
+#define ONE_SHOT_MAX (256u << 10)
+
+typedef struct fingerprint {
+    uint64_t seq, count;
+    uint32_t kind, dtype, reduce;
+    int32_t root, peer, tag;
+} fingerprint;
+
+typedef struct member_ctl {
+    _Alignas(LINE) _Atomic uint64_t ready;
+    _Alignas(LINE) fingerprint fp[2]; /* by parity of the sequence number */
+    _Alignas(LINE) _Atomic uint64_t reduced;
+    _Alignas(LINE) _Atomic uint64_t done;
+} member_ctl;
+
+typedef struct p2p_ctl {
+    _Alignas(LINE) _Atomic uint64_t sent;
+    uint64_t bytes;
+    int32_t tag;
+    _Alignas(LINE) _Atomic uint64_t acked;
+} p2p_ctl;
+
+typedef struct shm_header {
+    _Atomic uint64_t magic; /* set last by the creator */
+    uint32_t n, pad;
+    uint64_t slot_bytes, total_bytes;
+    uid_t uid;
+    _Atomic uint32_t attached;
+    _Atomic int32_t aborted;  /* 0, or 1 + the member that failed */
+    char abort_msg[512];
+    _Atomic int32_t pids[SL_COMM_MAX_RANKS];
+} shm_header;
+
+typedef struct shm_comm {
+    char name[128];
+    int n, me;
+    int world_ranks[SL_COMM_MAX_RANKS];
+    double timeout;
+    size_t slot, total;
+    uint8_t *base;
+    shm_header *hdr;
+    member_ctl *ctl;   /* [n] */
+    p2p_ctl *p2p;      /* [n * n]: src * n + dst */
+    uint8_t *data;     /* [n] x (2 buffers + 2 results) x slot */
+    uint8_t *p2p_data; /* [n * n] x P2P_BYTES */
+    uint64_t seq;      /* collectives run so far */
+    uint64_t sent[SL_COMM_MAX_RANKS], received[SL_COMM_MAX_RANKS]; /* p2p messages per peer */
+} shm_comm;
+
+static size_t align_up(size_t n, size_t a)
+{
+    return (n + a - 1) / a * a;
+}
+
+static uint8_t *buffer(shm_comm *c, int member, int which, uint64_t seq)
+{
+    /* which: 0 = data, 1 = result; two of each, by parity */
+    return c->data + ((size_t)member * 4 + (size_t)which * 2 + (seq & 1)) * c->slot;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Whether process pid still runs (a zombie, exited but not yet reaped, does not). */
+static int alive(int32_t pid)
+{
+    if (pid <= 0) {
+        return 1; /* not attached yet: nothing to say */
+    }
+    if (kill(pid, 0) != 0 && errno == ESRCH) {
+        return 0;
+    }
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return 1;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    return !(close_paren && close_paren[1] == ' ' && (close_paren[2] == 'Z' || close_paren[2] == 'X'));
+}
+
+/* Marks the segment failed (the others stop waiting) and returns the error. */
+static sl_status fail(shm_comm *c, sl_status st)
+{
+    int32_t zero = 0;
+    if (c->hdr && atomic_compare_exchange_strong(&c->hdr->aborted, &zero, c->me + 1)) {
+        snprintf(c->hdr->abort_msg, sizeof c->hdr->abort_msg, "%s", sl_last_error());
+    }
+    return st;
+}
+
+/* Waits until *flag(member) >= target for every member. Spins briefly, then yields, then
+ * sleeps; checks the deadline, the abort flag and that the awaited ranks are alive. */
+static sl_status wait_all(shm_comm *c, size_t field, uint64_t target, const char *what)
+{
+    double start = 0, last_check = 0;
+    for (int m = 0; m < c->n; m++) {
+        _Atomic uint64_t *flag = (_Atomic uint64_t *)((char *)&c->ctl[m] + field);
+        for (unsigned spins = 0; atomic_load_explicit(flag, memory_order_acquire) < target;
+             spins++) {
+            if (spins < 256) {
+                continue;
+            }
+            if (spins % 64 == 0) {
+                double t = now_s();
+                if (start == 0) {
+                    start = last_check = t;
+                }
+                int32_t ab = atomic_load(&c->hdr->aborted);
+                if (ab && ab != c->me + 1) {
+                    return sl_error(SL_ERR_STATE, "rank %d failed: %s",
+                                    c->world_ranks[ab - 1], c->hdr->abort_msg);
+                }
+                if (t - last_check > 0.01) {
+                    last_check = t;
+                    int32_t pid = atomic_load(&c->hdr->pids[m]);
+                    if (!alive(pid)) {
+                        return fail(c, sl_error(SL_ERR_STATE,
+                                                "rank %d (pid %d) died while rank %d waited "
+                                                "for it (%s)",
+                                                c->world_ranks[m], pid, c->world_ranks[c->me],
+                                                what));
+                    }
+                }
+                if (t - start > c->timeout) {
+                    return fail(c, sl_error(SL_ERR_STATE,
+                                            "rank %d waited %.0f s for rank %d (%s): deadline "
+                                            "passed (SHARDLITE_COMM_TIMEOUT)",
+                                            c->world_ranks[c->me], c->timeout,
+                                            c->world_ranks[m], what));
+                }
+                if (t - start > 0.05) {
+                    struct timespec ts = {0, 50000};
+                    nanosleep(&ts, NULL);
+                    continue;
+                }
+            }
+            sched_yield();
+        }
+    }
+    return SL_OK;
+}
+
+#define WAIT_ALL(c, field, target, what) wait_all(c, offsetof(member_ctl, field), target, what)
+
+/* ---- rendezvous ---- */
+
+static void segment_name(char *out, size_t n, const sl_rank_info *w, const int *ranks, int count)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < count; i++) {
+        h = (h ^ (uint64_t)ranks[i]) * 1099511628211ull;
+    }
+    char job[64];
+    size_t k = 0;
+    for (const char *p = w->job; *p && k + 1 < sizeof job; p++) {
+        char ch = *p;
+        job[k++] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
+                       ? ch
+                       : '_';
+    }
+    job[k] = '\0';
+    snprintf(out, n, "/shardlite-%s-%d-%016llx", job, count, (unsigned long long)h);
+}
+
+/* The segment's size (base == NULL, before mapping) or its parts' addresses (after). */
+static void layout(shm_comm *c)
+{
+    size_t ctl = align_up(sizeof(shm_header), 4096);
+    size_t p2p = ctl + align_up(sizeof(member_ctl) * (size_t)c->n, 4096);
+    size_t data = p2p + align_up(sizeof(p2p_ctl) * (size_t)(c->n * c->n), 4096);
+    size_t p2p_data = data + (size_t)c->n * 4 * c->slot;
+    c->total = p2p_data + (size_t)(c->n * c->n) * P2P_BYTES;
+    if (c->base) {
+        c->ctl = (member_ctl *)(c->base + ctl);
+        c->p2p = (p2p_ctl *)(c->base + p2p);
+        c->data = c->base + data;
+        c->p2p_data = c->base + p2p_data;
+    }
+}
+
+static size_t slot_bytes(void)
+{
+    const char *s = getenv("SHARDLITE_SHM_SLOT_BYTES");
+    long v = s ? atol(s) : 0;
+    return v >= 4096 ? align_up((size_t)v, LINE) : DEFAULT_SLOT_BYTES;
+}
+
+static sl_status create_segment(shm_comm *c)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = shm_open(c->name, O_CREAT | O_EXCL | O_RDWR, 0600);
+        if (fd < 0 && errno == EEXIST && attempt == 0) {
+            /* left by a job that died before its rendezvous ended? */
+            int old = shm_open(c->name, O_RDWR, 0600);
+            int stale = 1;
+            if (old >= 0) {
+                struct stat sb;
+                if (fstat(old, &sb) == 0 && (size_t)sb.st_size >= sizeof(shm_header)) {
+                    shm_header *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, old, 0);
+                    if (h != MAP_FAILED) {
+                        int32_t pid = atomic_load(&h->pids[0]);
+                        stale = pid <= 0 || !alive(pid);
+                        munmap(h, sizeof *h);
+                    }
+                }
+                close(old);
+            }
+            if (!stale) {
+                return sl_error(SL_ERR_STATE,
+                                "shared-memory segment %s is in use by a live job: two jobs with "
+                                "the same job id (SHARDLITE_JOB_ID)?",
+                                c->name);
+            }
+            shm_unlink(c->name);
+            continue;
+        }
+        if (fd < 0) {
+            return sl_error(SL_ERR_IO, "cannot create shared memory %s: %s", c->name,
+                            strerror(errno));
+        }
+        struct statvfs vfs;
+        if (fstatvfs(fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < c->total) {
+            close(fd);
+            shm_unlink(c->name);
+            return sl_error(SL_ERR_NOMEM,
+                            "/dev/shm has %llu MiB free, the %d-rank group needs %zu MiB: enlarge "
+                            "it (e.g. docker --shm-size) or lower SHARDLITE_SHM_SLOT_BYTES",
+                            (unsigned long long)vfs.f_bavail * vfs.f_frsize >> 20, c->n,
+                            c->total >> 20);
+        }
+        int err = posix_fallocate(fd, 0, (off_t)c->total);
+        if (err != 0) {
+            close(fd);
+            shm_unlink(c->name);
+            return sl_error(SL_ERR_NOMEM, "cannot reserve %zu MiB of /dev/shm for %s: %s",
+                            c->total >> 20, c->name, strerror(err));
+        }
+        c->base = mmap(NULL, c->total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        if (c->base == MAP_FAILED) {
+            c->base = NULL;
+            shm_unlink(c->name);
+            return sl_error(SL_ERR_IO, "cannot map %s: %s", c->name, strerror(errno));
+        }
+        c->hdr = (shm_header *)c->base;
+        c->hdr->n = (uint32_t)c->n;
+        c->hdr->slot_bytes = c->slot;
+        c->hdr->total_bytes = c->total;
+        c->hdr->uid = getuid();
+        atomic_store(&c->hdr->pids[0], (int32_t)getpid());
+        atomic_store(&c->hdr->attached, 1);
+        atomic_store_explicit(&c->hdr->magic, SHM_MAGIC, memory_order_release);
+        return SL_OK;
+    }
+    return sl_error(SL_ERR_IO, "cannot create shared memory %s", c->name);
+}
+
+static sl_status attach_segment(shm_comm *c)
+{
+    double start = now_s();
+    for (;;) {
+        int fd = shm_open(c->name, O_RDWR, 0600);
+        if (fd >= 0) {
+            struct stat sb;
+            if (fstat(fd, &sb) == 0 && sb.st_uid == getuid() && (size_t)sb.st_size == c->total) {
+                c->base = mmap(NULL, c->total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                close(fd);
+                if (c->base == MAP_FAILED) {
+                    c->base = NULL;
+                    return sl_error(SL_ERR_IO, "cannot map %s: %s", c->name, strerror(errno));
+                }
+                c->hdr = (shm_header *)c->base;
+                while (atomic_load_explicit(&c->hdr->magic, memory_order_acquire) != SHM_MAGIC) {
+                    if (now_s() - start > c->timeout) {
+                        return sl_error(SL_ERR_STATE, "shared memory %s was never initialised",
+                                        c->name);
+                    }
+                    sched_yield();
+                }
+                if (c->hdr->n != (uint32_t)c->n || c->hdr->slot_bytes != c->slot) {
+                    return sl_error(SL_ERR_STATE,
+                                    "shared memory %s was made for %u ranks and %llu-byte slots, "
+                                    "this rank expects %d and %zu (different settings per rank?)",
+                                    c->name, c->hdr->n, (unsigned long long)c->hdr->slot_bytes,
+                                    c->n, c->slot);
+                }
+                atomic_store(&c->hdr->pids[c->me], (int32_t)getpid());
+                atomic_fetch_add(&c->hdr->attached, 1);
+                return SL_OK;
+            }
+            close(fd); /* being set up, or the size differs: look again */
+        }
+        if (now_s() - start > c->timeout) {
+            return sl_error(SL_ERR_STATE,
+                            "rank %d waited %.0f s for rank %d to create %s: is every rank of "
+                            "the job running on this host?",
+                            c->world_ranks[c->me], c->timeout, c->world_ranks[0], c->name);
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void shm_close(void *state)
+{
+    shm_comm *c = state;
+    if (!c) {
+        return;
+    }
+    if (c->base) {
+        munmap(c->base, c->total);
+    }
+    free(c);
+}
+
+static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, int me,
+                                double timeout, void **state)
+{
+    *state = NULL;
+    if (n < 1 || n > SL_COMM_MAX_RANKS) {
+        return sl_error(SL_ERR_INVALID_ARG, "a group of %d ranks (1..%d supported)", n,
+                        SL_COMM_MAX_RANKS);
+    }
+    shm_comm *c = calloc(1, sizeof *c);
+    if (!c) {
+        return sl_error(SL_ERR_NOMEM, "communicator: out of memory");
+    }
+    c->n = n;
+    c->me = me;
+    c->timeout = timeout;
+    c->slot = slot_bytes();
+    memcpy(c->world_ranks, ranks, sizeof(int) * (size_t)n);
+    segment_name(c->name, sizeof c->name, w, ranks, n);
+    layout(c); /* the size, for creating or checking the segment */
+    sl_status st = me == 0 ? create_segment(c) : attach_segment(c);
+    if (st == SL_OK) {
+        layout(c); /* the pointers, now that the segment is mapped */
+        /* every member maps the segment before its name goes away */
+        double start = now_s();
+        while (atomic_load(&c->hdr->attached) < (uint32_t)n && st == SL_OK) {
+            if (now_s() - start > timeout) {
+                st = sl_error(SL_ERR_STATE,
+                              "rendezvous of %d ranks on %s: only %u arrived within %.0f s",
+                              n, c->name, atomic_load(&c->hdr->attached), timeout);
+            }
+            int32_t ab = atomic_load(&c->hdr->aborted);
+            if (ab) {
+                st = sl_error(SL_ERR_STATE, "rank %d failed: %s", ranks[ab - 1],
+                              c->hdr->abort_msg);
+            }
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+        if (me == 0) {
+            shm_unlink(c->name);
+        }
+    }
+    if (st != SL_OK) {
+        shm_close(c);
+        return st;
+    }
+    *state = c;
+    return SL_OK;
+}
+
+/* ---- reductions: member order, so every rank computes the same bits ---- */
+
+static float half_to_float(uint16_t h, int bf16)
+{
+    if (bf16) {
+        union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+        return v.f;
+    }
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023;
+    union { uint32_t u; float f; } v;
+    if (exp == 0) {
+        float f = ldexpf((float)man, -24);
+        return sign ? -f : f;
+    }
+    v.u = sign | (exp == 31 ? 0x7f800000u | man << 13 : (exp + 112) << 23 | man << 13);
+    return v.f;
+}
+
+static uint16_t float_to_half(float f, int bf16)
+{
+    union { float f; uint32_t u; } v = {f};
+    if (bf16) {
+        if ((v.u & 0x7fffffffu) > 0x7f800000u) {
+            return (uint16_t)(v.u >> 16 | 0x40);
+        }
+        return (uint16_t)((v.u + 0x7fff + (v.u >> 16 & 1)) >> 16);
+    }
+    uint32_t sign = v.u >> 16 & 0x8000;
+    float a = fabsf(f);
+    if (a != a) {
+        return (uint16_t)(sign | 0x7e00);
+    }
+    if (a >= 65520.0f) {
+        return (uint16_t)(sign | 0x7c00);
+    }
+    if (a < 6.103515625e-05f) {
+        return (uint16_t)(sign | (uint32_t)lrintf(a * 16777216.0f));
+    }
+    union { float f; uint32_t u; } m = {a};
+    uint32_t r = m.u + 0xfff + (m.u >> 13 & 1);
+    return (uint16_t)(sign | (((r >> 23) - 112) << 10 | (r >> 13 & 1023)));
+}
+
+#define REDUCE_LOOP(T, OP)                                                                    \
+    do {                                                                                      \
+        T *o = out;                                                                           \
+        const T *s0 = src[0];                                                                 \
+        for (size_t i = 0; i < count; i++) {                                                  \
+            o[i] = s0[i];                                                                     \
+        }                                                                                     \
+        for (int m = 1; m < n; m++) {                                                         \
+            const T *s = src[m];                                                              \
+            for (size_t i = 0; i < count; i++) {                                              \
+                T a = o[i], b = s[i];                                                         \
+                o[i] = OP;                                                                    \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
+#define REDUCE_TYPED(T)                                                                       \
+    switch (op) {                                                                             \
+    case SL_REDUCE_SUM: REDUCE_LOOP(T, a + b); break;                                         \
+    case SL_REDUCE_PROD: REDUCE_LOOP(T, a * b); break;                                        \
+    case SL_REDUCE_MAX: REDUCE_LOOP(T, b > a ? b : a); break;                                 \
+    case SL_REDUCE_MIN: REDUCE_LOOP(T, b < a ? b : a); break;                                 \
+    }
+
+/* Unsigned arithmetic for integer sums and products: overflow wraps instead of being UB. */
+#define REDUCE_INT(T, U)                                                                      \
+    switch (op) {                                                                             \
+    case SL_REDUCE_SUM: REDUCE_LOOP(T, (T)((U)a + (U)b)); break;                              \
+    case SL_REDUCE_PROD: REDUCE_LOOP(T, (T)((U)a * (U)b)); break;                             \
+    case SL_REDUCE_MAX: REDUCE_LOOP(T, b > a ? b : a); break;                                 \
+    case SL_REDUCE_MIN: REDUCE_LOOP(T, b < a ? b : a); break;                                 \
+    }
+
+static void reduce(void *out, const void *const *src, int n, size_t count, sl_dtype dt,
+                   sl_reduce op)
+{
+    switch (dt) {
+    case SL_DTYPE_FLOAT32: REDUCE_TYPED(float); break;
+    case SL_DTYPE_FLOAT64: REDUCE_TYPED(double); break;
+    case SL_DTYPE_INT32: REDUCE_INT(int32_t, uint32_t); break;
+    case SL_DTYPE_INT64: REDUCE_INT(int64_t, uint64_t); break;
+    case SL_DTYPE_INT8: REDUCE_INT(int8_t, uint8_t); break;
+    case SL_DTYPE_UINT8:
+    case SL_DTYPE_BOOL: REDUCE_INT(uint8_t, uint8_t); break;
+    case SL_DTYPE_FLOAT16:
+    case SL_DTYPE_BFLOAT16: {
+        /* accumulate in fp32 in member order, round once */
+        int bf = dt == SL_DTYPE_BFLOAT16;
+        uint16_t *o = out;
+        for (size_t i = 0; i < count; i++) {
+            float acc = half_to_float(((const uint16_t *)src[0])[i], bf);
+            for (int m = 1; m < n; m++) {
+                float b = half_to_float(((const uint16_t *)src[m])[i], bf);
+                acc = op == SL_REDUCE_SUM    ? acc + b
+                      : op == SL_REDUCE_PROD ? acc * b
+                      : op == SL_REDUCE_MAX  ? (b > acc ? b : acc)
+                                             : (b < acc ? b : acc);
+            }
+            o[i] = float_to_half(acc, bf);
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+/* ---- collectives ---- */
+
+static const char *const kind_names[] = {"AllReduce", "AllGather", "ReduceScatter", "Broadcast",
+                                         "AlltoAll",  "Send",      "Receive",       "Barrier"};
+
+/* Publishes this rank's piece (bytes at `in`, may be NULL) for collective seq with its
+ * fingerprint, waits for every member's, and checks that they all run the same collective. */
+static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq, const void *in,
+                         size_t bytes)
+{
+    if (seq > 2) {
+        SL_TRY(WAIT_ALL(c, done, seq - 2, "the buffer it is about to reuse"));
+    }
+    fingerprint *fp = &c->ctl[c->me].fp[seq & 1];
+    *fp = (fingerprint){.seq = seq, .count = d->count, .kind = (uint32_t)d->kind,
+                        .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
+                        .root = d->root};
+    if (in && bytes) {
+        memcpy(buffer(c, c->me, 0, seq), in, bytes);
+    }
+    atomic_store_explicit(&c->ctl[c->me].ready, seq, memory_order_release);
+    char what[96];
+    snprintf(what, sizeof what, "collective #%llu, %s", (unsigned long long)seq,
+             kind_names[d->kind]);
+    SL_TRY(wait_all(c, offsetof(member_ctl, ready), seq, what));
+    for (int m = 0; m < c->n; m++) {
+        const fingerprint *o = &c->ctl[m].fp[seq & 1];
+        if (o->seq != seq || o->kind != fp->kind || o->dtype != fp->dtype ||
+            o->count != fp->count || o->reduce != fp->reduce || o->root != fp->root) {
+            char mine[128], theirs[128];
+            sl_coll_desc od = {.kind = (sl_coll)o->kind, .dtype = (sl_dtype)o->dtype,
+                               .count = o->count, .reduce = (sl_reduce)o->reduce,
+                               .root = o->root};
+            return fail(c, sl_error(SL_ERR_STATE,
+                                    "collective mismatch at #%llu: rank %d runs %s but rank %d "
+                                    "runs %s (#%llu): the ranks' models differ",
+                                    (unsigned long long)seq, c->world_ranks[c->me],
+                                    sl_coll_str(d, mine, sizeof mine), c->world_ranks[m],
+                                    sl_coll_str(&od, theirs, sizeof theirs),
+                                    (unsigned long long)o->seq));
+        }
+    }
+    return SL_OK;
+}
+
+static void finish(shm_comm *c, uint64_t seq)
+{
+    atomic_store_explicit(&c->ctl[c->me].done, seq, memory_order_release);
+}
+
+static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *in, void *out)
+{
+    size_t esz = sl_dtype_size(d->dtype);
+    size_t per_piece = c->slot / esz;
+    const void *src[SL_COMM_MAX_RANKS];
+    for (size_t off = 0; off < d->count || off == 0; off += per_piece) {
+        size_t n = d->count - off < per_piece ? d->count - off : per_piece;
+        uint64_t seq = ++c->seq;
+        SL_TRY(publish(c, d, seq, (const char *)in + off * esz, n * esz));
+        char *dst = (char *)out + off * esz;
+        if (n * esz <= ONE_SHOT_MAX || n < (size_t)c->n) {
+            for (int m = 0; m < c->n; m++) {
+                src[m] = buffer(c, m, 0, seq);
+            }
+            reduce(dst, src, c->n, n, d->dtype, d->reduce);
+        } else {
+            /* two-shot: member i reduces share i, then everyone gathers the shares */
+            size_t share = (n + (size_t)c->n - 1) / (size_t)c->n;
+            size_t lo = share * (size_t)c->me, hi = lo + share < n ? lo + share : n;
+            for (int m = 0; m < c->n; m++) {
+                src[m] = buffer(c, m, 0, seq) + lo * esz;
+            }
+            if (hi > lo) {
+                reduce(buffer(c, c->me, 1, seq) + lo * esz, src, c->n, hi - lo, d->dtype,
+                       d->reduce);
+            }
+            atomic_store_explicit(&c->ctl[c->me].reduced, seq, memory_order_release);
+            SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, "its share of a reduction"));
+            for (int m = 0; m < c->n; m++) {
+                size_t mlo = share * (size_t)m, mhi = mlo + share < n ? mlo + share : n;
+                if (mhi > mlo) {
+                    memcpy(dst + mlo * esz, buffer(c, m, 1, seq) + mlo * esz, (mhi - mlo) * esz);
+                }
+            }
+        }
+        finish(c, seq);
+        if (d->count == 0) {
+            break;
+        }
+    }
+    return SL_OK;
+}
+
+/* ALLGATHER, ALLTOALL, REDUCE_SCATTER, BROADCAST: each member publishes `chunks` chunks of
+ * `chunk` bytes; pieces take `piece` bytes of every chunk at a time. */
+static sl_status run_chunked(shm_comm *c, const sl_coll_desc *d, const void *in, void *out)
+{
+    size_t esz = sl_dtype_size(d->dtype);
+    int chunks = d->kind == SL_COLL_ALLTOALL || d->kind == SL_COLL_REDUCE_SCATTER ? c->n : 1;
+    size_t chunk = d->count * esz;
+    size_t piece = c->slot / (size_t)chunks / esz * esz;
+    const void *src[SL_COMM_MAX_RANKS];
+    for (size_t off = 0; off < chunk || off == 0; off += piece) {
+        size_t len = chunk - off < piece ? chunk - off : piece;
+        uint64_t seq = ++c->seq;
+        int publishing = d->kind != SL_COLL_BROADCAST || c->me == d->root;
+        /* gather this piece of each chunk contiguously into the buffer */
+        if (seq > 2) {
+            SL_TRY(WAIT_ALL(c, done, seq - 2, "the buffer it is about to reuse"));
+        }
+        if (publishing) {
+            uint8_t *buf = buffer(c, c->me, 0, seq);
+            const uint8_t *src_in = d->kind == SL_COLL_BROADCAST ? out : in;
+            for (int k = 0; k < chunks; k++) {
+                memcpy(buf + (size_t)k * len, src_in + (size_t)k * chunk + off, len);
+            }
+        }
+        SL_TRY(publish(c, d, seq, NULL, 0));
+        uint8_t *o = out;
+        switch (d->kind) {
+        case SL_COLL_ALLGATHER:
+            for (int m = 0; m < c->n; m++) {
+                memcpy(o + (size_t)m * chunk + off, buffer(c, m, 0, seq), len);
+            }
+            break;
+        case SL_COLL_ALLTOALL:
+            for (int m = 0; m < c->n; m++) {
+                memcpy(o + (size_t)m * chunk + off, buffer(c, m, 0, seq) + (size_t)c->me * len,
+                       len);
+            }
+            break;
+        case SL_COLL_REDUCE_SCATTER:
+            for (int m = 0; m < c->n; m++) {
+                src[m] = buffer(c, m, 0, seq) + (size_t)c->me * len;
+            }
+            reduce(o + off, src, c->n, len / esz, d->dtype, d->reduce);
+            break;
+        default: /* BROADCAST */
+            if (c->me != d->root) {
+                memcpy(o + off, buffer(c, d->root, 0, seq), len);
+            }
+            break;
+        }
+        finish(c, seq);
+        if (chunk == 0) {
+            break;
+        }
+    }
+    return SL_OK;
+}
+
+static sl_status wait_p2p(shm_comm *c, _Atomic uint64_t *flag, uint64_t target, int peer,
+                          const char *what)
+{
+    double start = now_s();
+    for (unsigned spins = 0; atomic_load_explicit(flag, memory_order_acquire) < target; spins++) {
+        if (spins < 256) {
+            continue;
+        }
+        double t = now_s();
+        int32_t ab = atomic_load(&c->hdr->aborted);
+        if (ab && ab != c->me + 1) {
+            return sl_error(SL_ERR_STATE, "rank %d failed: %s", c->world_ranks[ab - 1],
+                            c->hdr->abort_msg);
+        }
+        int32_t pid = atomic_load(&c->hdr->pids[peer]);
+        if (!alive(pid)) {
+            return fail(c, sl_error(SL_ERR_STATE, "rank %d (pid %d) died during %s",
+                                    c->world_ranks[peer], pid, what));
+        }
+        if (t - start > c->timeout) {
+            return fail(c, sl_error(SL_ERR_STATE, "%s with rank %d: no progress in %.0f s",
+                                    what, c->world_ranks[peer], c->timeout));
+        }
+        if (t - start > 0.05) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        } else {
+            sched_yield();
+        }
+    }
+    return SL_OK;
+}
+
+static sl_status run_p2p(shm_comm *c, const sl_coll_desc *d, const void *in, void *out)
+{
+    if (d->peer < 0 || d->peer >= c->n || d->peer == c->me) {
+        return sl_error(SL_ERR_INVALID_ARG, "%s peer %d is not another rank of a %d-rank group",
+                        kind_names[d->kind], d->peer, c->n);
+    }
+    size_t bytes = d->count * sl_dtype_size(d->dtype);
+    int send = d->kind == SL_COLL_SEND;
+    p2p_ctl *pc = &c->p2p[send ? c->me * c->n + d->peer : d->peer * c->n + c->me];
+    uint8_t *box = c->p2p_data + (size_t)(send ? c->me * c->n + d->peer : d->peer * c->n + c->me) *
+                                     P2P_BYTES;
+    for (size_t off = 0; off < bytes || off == 0; off += P2P_BYTES) {
+        size_t len = bytes - off < P2P_BYTES ? bytes - off : P2P_BYTES;
+        if (send) {
+            uint64_t k = ++c->sent[d->peer];
+            SL_TRY(wait_p2p(c, &pc->acked, k - 1, d->peer, "Send"));
+            memcpy(box, (const uint8_t *)in + off, len);
+            pc->bytes = bytes;
+            pc->tag = d->tag;
+            atomic_store_explicit(&pc->sent, k, memory_order_release);
+        } else {
+            uint64_t k = ++c->received[d->peer];
+            SL_TRY(wait_p2p(c, &pc->sent, k, d->peer, "Receive"));
+            if (pc->bytes != bytes || pc->tag != d->tag) {
+                return fail(c, sl_error(SL_ERR_STATE,
+                                        "Receive from rank %d expects %zu bytes with tag %d, "
+                                        "rank %d sent %llu bytes with tag %d",
+                                        c->world_ranks[d->peer], bytes, d->tag,
+                                        c->world_ranks[d->peer], (unsigned long long)pc->bytes,
+                                        pc->tag));
+            }
+            memcpy((uint8_t *)out + off, box, len);
+            atomic_store_explicit(&pc->acked, k, memory_order_release);
+        }
+        if (bytes == 0) {
+            break;
+        }
+    }
+    return SL_OK;
+}
+
+static sl_status shm_run(void *state, const sl_coll_desc *d, const void *in, void *out)
+{
+    shm_comm *c = state;
+    int32_t ab = atomic_load(&c->hdr->aborted);
+    if (ab) {
+        return sl_error(SL_ERR_STATE, "rank %d failed earlier: %s", c->world_ranks[ab - 1],
+                        c->hdr->abort_msg);
+    }
+    switch (d->kind) {
+    case SL_COLL_ALLREDUCE: return run_allreduce(c, d, in, out);
+    case SL_COLL_SEND:
+    case SL_COLL_RECV: return run_p2p(c, d, in, out);
+    case SL_COLL_BARRIER: {
+        uint64_t seq = ++c->seq;
+        SL_TRY(publish(c, d, seq, NULL, 0));
+        finish(c, seq);
+        return SL_OK;
+    }
+    default: return run_chunked(c, d, in, out);
+    }
+}
+
+const sl_comm_backend sl_comm_shm = {
+    .name = "shm",
+    .open = shm_open_group,
+    .close = shm_close,
+    .run = shm_run,
+};

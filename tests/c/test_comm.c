@@ -1,0 +1,427 @@
+/* The shared-memory communicator with real processes (fork): every collective and reduction at
+ * 2 and 4 ranks against plain loops (same member order, so bit-exact), bit-identical results
+ * across ranks, sub-groups, point-to-point, two jobs at once, a collective mismatch, a dead
+ * peer, and no /dev/shm entry left behind. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "comm/comm.h"
+
+#define MAX_N 4
+
+static float value(int rank, int call, size_t i)
+{
+    uint64_t x = ((uint64_t)rank * 1000003u + (uint64_t)call * 7919u + i) * 0x9E3779B97F4A7C15ull;
+    return (float)((x >> 40) % 2001) / 100.0f - 10.0f;
+}
+
+static void fill(float *v, size_t n, int rank, int call)
+{
+    for (size_t i = 0; i < n; i++) {
+        v[i] = value(rank, call, i);
+    }
+}
+
+static uint64_t checksum(const void *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ ((const uint8_t *)p)[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "rank %d: %s:%d: %s (%s)\n", rank, __FILE__, __LINE__, #cond,   \
+                    sl_last_error());                                                      \
+            _exit(1);                                                                      \
+        }                                                                                  \
+    } while (0)
+
+static float apply(sl_reduce op, float a, float b)
+{
+    switch (op) {
+    case SL_REDUCE_SUM: return a + b;
+    case SL_REDUCE_PROD: return a * b;
+    case SL_REDUCE_MAX: return b > a ? b : a;
+    default: return b < a ? b : a;
+    }
+}
+
+/* Runs every collective on the world communicator; returns a checksum of all results that
+ * must be the same on every rank. */
+static uint64_t run_all(int rank, int n)
+{
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+    CHECK(sl_comm_size(c) == n && sl_comm_rank(c) == rank);
+    uint64_t sum = 0;
+    int call = 0;
+    const size_t counts[] = {1, 1000, 70000, 300001};
+    for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+        size_t count = counts[ci];
+        float *in = malloc(count * sizeof *in * MAX_N), *out = malloc(count * sizeof *out * MAX_N);
+        float *want = malloc(count * sizeof *want * MAX_N), *other = malloc(count * sizeof *other);
+        CHECK(in && out && want && other);
+        for (int op = SL_REDUCE_SUM; op <= SL_REDUCE_PROD; op++) {
+            call++;
+            fill(in, count, rank, call);
+            sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32,
+                              .count = count, .reduce = (sl_reduce)op};
+            CHECK(sl_comm_run(c, &d, in, out) == SL_OK);
+            fill(want, count, 0, call);
+            for (int m = 1; m < n; m++) {
+                fill(other, count, m, call);
+                for (size_t i = 0; i < count; i++) {
+                    want[i] = apply((sl_reduce)op, want[i], other[i]);
+                }
+            }
+            CHECK(memcmp(out, want, count * sizeof *out) == 0);
+            sum ^= checksum(out, count * sizeof *out);
+        }
+        /* AllGather: rank order */
+        call++;
+        fill(in, count, rank, call);
+        sl_coll_desc g = {.kind = SL_COLL_ALLGATHER, .dtype = SL_DTYPE_FLOAT32, .count = count};
+        CHECK(sl_comm_run(c, &g, in, out) == SL_OK);
+        for (int m = 0; m < n; m++) {
+            fill(want + (size_t)m * count, count, m, call);
+        }
+        CHECK(memcmp(out, want, (size_t)n * count * sizeof *out) == 0);
+        sum ^= checksum(out, (size_t)n * count * sizeof *out);
+        /* ReduceScatter: chunk `rank` of the sum of everyone's n chunks */
+        call++;
+        for (int m = 0; m < n; m++) {
+            fill(in + (size_t)m * count, count, rank * 16 + m, call);
+        }
+        sl_coll_desc rs = {.kind = SL_COLL_REDUCE_SCATTER, .dtype = SL_DTYPE_FLOAT32,
+                           .count = count, .reduce = SL_REDUCE_SUM};
+        CHECK(sl_comm_run(c, &rs, in, out) == SL_OK);
+        fill(want, count, 0 * 16 + rank, call);
+        for (int m = 1; m < n; m++) {
+            fill(other, count, m * 16 + rank, call);
+            for (size_t i = 0; i < count; i++) {
+                want[i] += other[i];
+            }
+        }
+        CHECK(memcmp(out, want, count * sizeof *out) == 0);
+        /* AlltoAll: chunk j of rank i -> chunk i of rank j */
+        call++;
+        for (int m = 0; m < n; m++) {
+            fill(in + (size_t)m * count, count, rank * 16 + m, call);
+        }
+        sl_coll_desc a2a = {.kind = SL_COLL_ALLTOALL, .dtype = SL_DTYPE_FLOAT32, .count = count};
+        CHECK(sl_comm_run(c, &a2a, in, out) == SL_OK);
+        for (int m = 0; m < n; m++) {
+            fill(want + (size_t)m * count, count, m * 16 + rank, call);
+        }
+        CHECK(memcmp(out, want, (size_t)n * count * sizeof *out) == 0);
+        /* Broadcast from the last rank, in place */
+        call++;
+        fill(out, count, rank, call);
+        sl_coll_desc b = {.kind = SL_COLL_BROADCAST, .dtype = SL_DTYPE_FLOAT32, .count = count,
+                          .root = n - 1};
+        CHECK(sl_comm_run(c, &b, NULL, out) == SL_OK);
+        fill(want, count, n - 1, call);
+        CHECK(memcmp(out, want, count * sizeof *out) == 0);
+        /* Send/Receive around the ring */
+        call++;
+        fill(in, count, rank, call);
+        sl_coll_desc s = {.kind = SL_COLL_SEND, .dtype = SL_DTYPE_FLOAT32, .count = count,
+                          .peer = (rank + 1) % n, .tag = 7};
+        sl_coll_desc r = {.kind = SL_COLL_RECV, .dtype = SL_DTYPE_FLOAT32, .count = count,
+                          .peer = (rank + n - 1) % n, .tag = 7};
+        if (rank % 2 == 0) {
+            CHECK(sl_comm_run(c, &s, in, NULL) == SL_OK);
+            CHECK(sl_comm_run(c, &r, NULL, out) == SL_OK);
+        } else {
+            CHECK(sl_comm_run(c, &r, NULL, out) == SL_OK);
+            CHECK(sl_comm_run(c, &s, in, NULL) == SL_OK);
+        }
+        fill(want, count, (rank + n - 1) % n, call);
+        CHECK(memcmp(out, want, count * sizeof *out) == 0);
+        free(in);
+        free(out);
+        free(want);
+        free(other);
+    }
+    /* integer and double sums */
+    int64_t iv[3] = {rank, -rank * 1000, (int64_t)1 << 40}, iout[3];
+    sl_coll_desc di = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_INT64, .count = 3};
+    CHECK(sl_comm_run(c, &di, iv, iout) == SL_OK);
+    CHECK(iout[0] == (int64_t)n * (n - 1) / 2 && iout[1] == -1000 * iout[0] &&
+          iout[2] == ((int64_t)n << 40));
+    double dv = 0.1 * rank, dout;
+    sl_coll_desc dd = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT64, .count = 1,
+                       .reduce = SL_REDUCE_MAX};
+    CHECK(sl_comm_run(c, &dd, &dv, &dout) == SL_OK);
+    CHECK(dout == 0.1 * (n - 1));
+    /* a sub-group of the even ranks */
+    if (n == 4) {
+        int evens[2] = {0, 2};
+        if (rank % 2 == 0) {
+            sl_comm *e;
+            CHECK(sl_comm_get(evens, 2, &e) == SL_OK);
+            CHECK(sl_comm_size(e) == 2 && sl_comm_rank(e) == rank / 2);
+            float x = (float)rank + 1, y;
+            sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = 1};
+            CHECK(sl_comm_run(e, &d, &x, &y) == SL_OK);
+            CHECK(y == 4.0f);
+            sl_comm_release(e);
+        }
+    }
+    sl_comm_release(c);
+    return sum;
+}
+
+/* Forks n ranks of job `job`, each running body; returns how many exited 0 and fills sums. */
+typedef uint64_t (*rank_body)(int rank, int n);
+
+static int run_job(const char *job, int n, rank_body body, uint64_t *sums, pid_t *pids,
+                   int wait_now)
+{
+    int fds[MAX_N][2];
+    for (int r = 0; r < n; r++) {
+        assert_int_equal(pipe(fds[r]), 0);
+        pids[r] = fork();
+        assert_true(pids[r] >= 0);
+        if (pids[r] == 0) {
+            /* a crash must end the child, not land in cmocka's handler (and its test loop) */
+            int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+            for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
+                signal(sigs[k], SIG_DFL);
+            }
+            close(fds[r][0]);
+            int rank = r;
+            CHECK(sl_comm_configure(r, n, job, "shm") == SL_OK);
+            uint64_t s = body(r, n);
+            CHECK(write(fds[r][1], &s, sizeof s) == sizeof s);
+            _exit(0);
+        }
+        close(fds[r][1]);
+    }
+    if (!wait_now) {
+        for (int r = 0; r < n; r++) {
+            sums[r] = (uint64_t)fds[r][0]; /* the caller collects later */
+        }
+        return 0;
+    }
+    int ok = 0;
+    for (int r = 0; r < n; r++) {
+        int status;
+        waitpid(pids[r], &status, 0);
+        sums[r] = 0;
+        if (read(fds[r][0], &sums[r], sizeof sums[r]) != sizeof sums[r]) {
+            sums[r] = 0;
+        }
+        close(fds[r][0]);
+        ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (!WIFEXITED(status)) {
+            print_message("rank %d of %s: killed by signal %d\n", r, job, WTERMSIG(status));
+        }
+    }
+    return ok;
+}
+
+static int shm_entries(const char *job)
+{
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "shardlite-%s-", job);
+    DIR *d = opendir("/dev/shm");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+static void test_all_collectives(void **state)
+{
+    (void)state;
+    for (int n = 2; n <= 4; n += 2) {
+        char job[64];
+        snprintf(job, sizeof job, "t%d_all%d", (int)getpid(), n);
+        uint64_t sums[MAX_N];
+        pid_t pids[MAX_N];
+        assert_int_equal(run_job(job, n, run_all, sums, pids, 1), n);
+        for (int r = 1; r < n; r++) {
+            assert_true(sums[r] == sums[0]); /* bit-identical on every rank */
+        }
+        assert_int_equal(shm_entries(job), 0);
+    }
+}
+
+static void test_two_jobs_at_once(void **state)
+{
+    (void)state;
+    char a[64], b[64];
+    snprintf(a, sizeof a, "t%d_jobA", (int)getpid());
+    snprintf(b, sizeof b, "t%d_jobB", (int)getpid());
+    uint64_t fa[MAX_N], fb[MAX_N];
+    pid_t pa[MAX_N], pb[MAX_N];
+    run_job(a, 2, run_all, fa, pa, 0);
+    run_job(b, 2, run_all, fb, pb, 0);
+    int ok = 0;
+    for (int r = 0; r < 2; r++) {
+        int sa, sb;
+        waitpid(pa[r], &sa, 0);
+        waitpid(pb[r], &sb, 0);
+        ok += WIFEXITED(sa) && WEXITSTATUS(sa) == 0;
+        ok += WIFEXITED(sb) && WEXITSTATUS(sb) == 0;
+        close((int)fa[r]);
+        close((int)fb[r]);
+    }
+    assert_int_equal(ok, 4);
+    assert_int_equal(shm_entries(a) + shm_entries(b), 0);
+}
+
+static uint64_t mismatched(int rank, int n)
+{
+    (void)n;
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+    float x[11] = {0}, y[22];
+    sl_coll_desc d = {.kind = rank == 0 ? SL_COLL_ALLREDUCE : SL_COLL_ALLGATHER,
+                      .dtype = SL_DTYPE_FLOAT32, .count = rank == 0 ? 10 : 11};
+    sl_status st = sl_comm_run(c, &d, x, y);
+    CHECK(st == SL_ERR_STATE);
+    CHECK(strstr(sl_last_error(), "mismatch") || strstr(sl_last_error(), "failed"));
+    CHECK(strstr(sl_last_error(), "AllReduce(sum, float32, 10)") &&
+          strstr(sl_last_error(), "AllGather(float32, 11)"));
+    sl_comm_release(c);
+    return 1;
+}
+
+static void test_mismatch_names_both_ops(void **state)
+{
+    (void)state;
+    char job[64];
+    snprintf(job, sizeof job, "t%d_mismatch", (int)getpid());
+    uint64_t sums[MAX_N];
+    pid_t pids[MAX_N];
+    assert_int_equal(run_job(job, 2, mismatched, sums, pids, 1), 2);
+}
+
+static uint64_t one_dies(int rank, int n)
+{
+    (void)n;
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+    if (rank == 1) {
+        _exit(3); /* dies before its first collective */
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    float x = 1, y;
+    sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = 1};
+    CHECK(sl_comm_run(c, &d, &x, &y) == SL_ERR_STATE);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(strstr(sl_last_error(), "rank 1") && strstr(sl_last_error(), "died"));
+    CHECK(t1.tv_sec - t0.tv_sec < 5); /* noticed at once, not at the deadline */
+    sl_comm_release(c);
+    return 1;
+}
+
+static void test_dead_peer_fails_fast(void **state)
+{
+    (void)state;
+    char job[64];
+    snprintf(job, sizeof job, "t%d_dead", (int)getpid());
+    uint64_t sums[MAX_N];
+    pid_t pids[MAX_N];
+    assert_int_equal(run_job(job, 2, one_dies, sums, pids, 1), 1); /* rank 0 passed */
+    assert_int_equal(shm_entries(job), 0);
+}
+
+static uint64_t alone(int rank, int n)
+{
+    (void)n;
+    sl_comm *c;
+    /* rank 1 never comes: rank 0 must give up at the deadline with a clear message */
+    if (rank == 0) {
+        CHECK(sl_comm_get(NULL, 0, &c) == SL_ERR_STATE);
+        CHECK(strstr(sl_last_error(), "rendezvous") || strstr(sl_last_error(), "waited"));
+    }
+    return 1;
+}
+
+static void test_missing_peer_times_out(void **state)
+{
+    (void)state;
+    setenv("SHARDLITE_COMM_TIMEOUT", "1", 1);
+    char job[64];
+    snprintf(job, sizeof job, "t%d_alone", (int)getpid());
+    uint64_t sums[MAX_N];
+    pid_t pids[MAX_N];
+    assert_int_equal(run_job(job, 2, alone, sums, pids, 1), 2);
+    assert_int_equal(shm_entries(job), 0);
+    unsetenv("SHARDLITE_COMM_TIMEOUT");
+}
+
+static void test_world_from_environment(void **state)
+{
+    (void)state;
+    sl_rank_info w;
+    setenv("OMPI_COMM_WORLD_RANK", "2", 1);
+    setenv("OMPI_COMM_WORLD_SIZE", "4", 1);
+    setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2", 1);
+    assert_int_equal(sl_comm_world(&w), SL_OK);
+    assert_int_equal(w.rank, 2);
+    assert_int_equal(w.size, 4);
+    assert_string_equal(w.source, "openmpi");
+    assert_string_equal(w.backend, "mpi"); /* two hosts */
+    setenv("SHARDLITE_RANK", "1", 1);
+    setenv("SHARDLITE_WORLD_SIZE", "3", 1);
+    setenv("SHARDLITE_JOB_ID", "abc", 1);
+    assert_int_equal(sl_comm_world(&w), SL_OK); /* our launcher wins over mpirun */
+    assert_int_equal(w.rank, 1);
+    assert_string_equal(w.source, "launcher");
+    assert_string_equal(w.job, "abc");
+    assert_string_equal(w.backend, "shm");
+    assert_int_equal(sl_comm_configure(0, 2, "cfg", "shm"), SL_OK);
+    assert_int_equal(sl_comm_world(&w), SL_OK); /* explicit configuration wins over both */
+    assert_string_equal(w.source, "config");
+    assert_int_equal(sl_comm_configure(2, 2, "cfg", "shm"), SL_ERR_INVALID_ARG);
+    assert_int_equal(sl_comm_configure(0, 0, NULL, NULL), SL_OK);
+    setenv("SHARDLITE_RANK", "5", 1);
+    assert_int_equal(sl_comm_world(&w), SL_ERR_INVALID_ARG); /* rank >= size */
+    const char *vars[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+                          "OMPI_COMM_WORLD_LOCAL_SIZE", "SHARDLITE_RANK", "SHARDLITE_WORLD_SIZE",
+                          "SHARDLITE_JOB_ID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        unsetenv(vars[i]);
+    }
+    assert_int_equal(sl_comm_world(&w), SL_OK);
+    assert_int_equal(w.rank, 0);
+    assert_int_equal(w.size, 1);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_world_from_environment),
+        cmocka_unit_test(test_all_collectives),
+        cmocka_unit_test(test_two_jobs_at_once),
+        cmocka_unit_test(test_mismatch_names_both_ops),
+        cmocka_unit_test(test_dead_peer_fails_fast),
+        cmocka_unit_test(test_missing_peer_times_out),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
