@@ -11,7 +11,7 @@ import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests" / "python"))  # mindir_builder / mindir_reader
+sys.path.insert(0, str(REPO / "tests" / "python"))  # mindir_reader
 
 
 def fixtures_dir():

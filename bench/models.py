@@ -1,5 +1,5 @@
 """The benchmark models, each written twice on the same weights: a MindIR file (through
-tests/python/mindir_builder.py, or a real export) for shardlite and an ONNX graph for
+shardlite.builder, or a real export) for shardlite and an ONNX graph for
 onnxruntime."""
 
 import os
@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import harness  # noqa: F401  (puts tests/python on sys.path)
-import mindir_builder
+from shardlite import builder as mindir_builder
 import mindir_reader
 
 OPSET = [helper.make_opsetid("", 17)]

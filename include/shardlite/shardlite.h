@@ -120,6 +120,24 @@ SL_API sl_status sl_model_update_weight(sl_model *model, const char *name, sl_dt
                                         const int64_t *dims, size_t rank, const void *data,
                                         size_t size);
 
+/* ---- distributed jobs ----
+ * One process per rank. The rank and world size come from explicit configuration (below), else
+ * from the launcher's environment: shardlite's launcher (SHARDLITE_RANK/_WORLD_SIZE/_JOB_ID),
+ * Open MPI (OMPI_COMM_WORLD_*), MPICH/Hydra (PMI_RANK/PMI_SIZE), Slurm (SLURM_PROCID/_NTASKS);
+ * else rank 0 of 1. Models with communication ops join their groups when built. */
+typedef struct sl_distributed_info {
+    int rank, size;
+    char job[64];     /* unique per job on a host */
+    char source[32];  /* "config", "launcher", "openmpi", "pmi", "slurm" or "single" */
+    char backend[16]; /* "shm" (one host) or "mpi" */
+} sl_distributed_info;
+
+SL_API sl_status sl_distributed_get(sl_distributed_info *out);
+/* Explicit configuration (e.g. from a rank table): size 0 clears it. job: any string unique to
+ * the job on this host (NULL: "configured"); backend: "shm", "mpi" or NULL/"" for automatic. */
+SL_API sl_status sl_distributed_configure(int rank, int size, const char *job,
+                                          const char *backend);
+
 /* ---- tensor (borrowed from a model) ---- */
 SL_API const char *sl_tensor_name(const sl_tensor *t);
 SL_API sl_dtype sl_tensor_dtype(const sl_tensor *t);

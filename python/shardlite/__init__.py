@@ -16,7 +16,7 @@ Where shardlite deliberately differs from the reference is listed in docs/python
 """
 
 from . import _shardlite
-from ._shardlite import build_info
+from ._shardlite import build_info, distributed
 from .context import Context
 from .converter import Converter, FmkType
 from .model import Model, ModelType
@@ -38,5 +38,6 @@ __all__ = [
     "ModelType",
     "Tensor",
     "build_info",
+    "distributed",
 ]
 

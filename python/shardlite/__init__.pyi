@@ -11,6 +11,9 @@ __version__: str
 def build_info() -> dict[str, bool | str]:
     """The backends compiled into the library, e.g. {'cpu': True, 'cuda': False, ...}."""
 
+def distributed() -> dict[str, int | str]:
+    """This process's place in its job: rank, size, job, source, backend."""
+
 class ModelType(IntEnum):
     """The kind of model file: MINDIR (supported), ONNX and MINDIR_LITE (not yet)."""
     MINDIR = 0
@@ -157,6 +160,7 @@ class Model:
                 outputs: Sequence[Tensor] | None = None) -> list[Tensor]: ...
     def get_model_info(self, key: str) -> str: ...
     def update_weights(self, weights: list[list[Tensor]]) -> None: ...
+    def save(self, path: str, external_data: bool = False) -> None: ...
 
 class ModelParallelRunner:
     """A pool of workers serving concurrent predict calls."""

@@ -117,6 +117,7 @@ class Model:
                                "supported yet; only ModelType.MINDIR.")
         _check_target(context, "build_from_file")
         config = _load_config(config_path, config_dict)
+        _configure_distributed(context, config)
         model = _shardlite.Model()
         try:
             model.build(model_path, context.cpu.thread_num)
@@ -124,6 +125,21 @@ class Model:
             raise RuntimeError(f"build_from_file failed! Error is {e}") from None
         _apply_input_shape(model, _config.lookup(config, "input_shape"))
         self._model, self._config, self.model_path_ = model, config, model_path
+
+    def save(self, path, external_data=False):
+        """Writes the model as MindIR in MindSpore 2.x's encoding (a shardlite extension).
+
+        Args:
+            path (str): the .mindir file to write (replaced atomically).
+            external_data (bool): put the weights in '<stem>_variables/data_0' beside the
+                file, 64-byte aligned (MindSpore's layout for large models).
+        """
+        check_type("path", path, str)
+        check_type("external_data", external_data, bool)
+        try:
+            self._built("save").save(path, external_data)
+        except RuntimeError as e:
+            raise RuntimeError(f"save failed! Error is {e}") from None
 
     def get_inputs(self):
         """The model's inputs: Tensors bound to its input buffers (shapes follow resize)."""
@@ -279,3 +295,46 @@ def _fill_outputs(model, outputs, results):
             np.copyto(ref, np.asarray(res._data))  # the caller's own array gets the results
         else:
             out._data = res._data
+
+
+def _configure_distributed(context, config):
+    """Explicit rank configuration, before the build joins the model's communication groups:
+    a ``[distributed]`` section (``rank``, ``size``, optional ``backend`` shm|mpi, ``job_id``,
+    ``timeout`` in seconds), or the Ascend-style flow: ``rank_table_file`` (e.g. in
+    ``[ascend_context]``) plus ``context.ascend.rank_id``. Without either, the launcher's
+    environment decides (see shardlite.distributed())."""
+    section = config.get("distributed", {})
+    table = _config.lookup(config, "rank_table_file")
+    try:
+        if "timeout" in section:
+            if float(section["timeout"]) <= 0:
+                raise ValueError("timeout must be a positive number of seconds")
+            os.environ["SHARDLITE_COMM_TIMEOUT"] = section["timeout"]
+        if "rank" in section or "size" in section:
+            _shardlite.configure_distributed(int(section["rank"]), int(section["size"]),
+                                             section.get("job_id"), section.get("backend"))
+        elif table:
+            rank, size, job, backend = _rank_table(table, context.ascend.rank_id)
+            _shardlite.configure_distributed(rank, size, job, backend)
+    except (KeyError, ValueError, OSError, RuntimeError) as e:
+        raise RuntimeError(f"build_from_file failed! Error is distributed configuration: {e}") \
+            from None
+
+
+def _rank_table(path, rank):
+    """(rank, size, job, backend) from an Ascend rank table: {"server_list": [{"device":
+    [{"rank_id": ...}, ...]}, ...]}; the job id is derived from the table (same on every rank)."""
+    import hashlib
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        table = json.load(f)
+    servers = table.get("server_list") or []
+    size = sum(len(server.get("device") or []) for server in servers)
+    if size < 1:
+        raise ValueError(f"rank table {path} lists no devices")
+    if not 0 <= rank < size:
+        raise ValueError(f"context.ascend.rank_id {rank} is outside the rank table's {size} ranks")
+    stat = os.stat(path)
+    digest = hashlib.sha1(f"{os.path.realpath(path)}:{stat.st_mtime_ns}".encode()).hexdigest()
+    return rank, size, "rt" + digest[:12], "shm" if len(servers) <= 1 else "mpi"

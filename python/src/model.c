@@ -561,6 +561,35 @@ done:
     return list;
 }
 
+PyDoc_STRVAR(save_doc,
+"save(path, external_data=False)\n\n"
+"Writes the model as MindIR (MindSpore 2.x encoding). external_data puts the weights into\n"
+"'<stem>_variables/data_0' beside the file, 64-byte aligned.");
+
+static PyObject *model_save(PyObject *obj, PyObject *args, PyObject *kwargs)
+{
+    sl_py_model *self = (sl_py_model *)obj;
+    static char *kwlist[] = {"path", "external_data", NULL};
+    PyObject *path_obj;
+    int external = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|p:save", kwlist, PyUnicode_FSConverter,
+                                     &path_obj, &external)) {
+        return NULL;
+    }
+    if (check_built(self) < 0) {
+        Py_DECREF(path_obj);
+        return NULL;
+    }
+    sl_status st;
+    Py_BEGIN_ALLOW_THREADS
+    sl_py_lock(self);
+    st = sl_model_save(self->model, PyBytes_AS_STRING(path_obj), external);
+    sl_py_unlock(self);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(path_obj);
+    return st == SL_OK ? Py_NewRef(Py_None) : sl_py_raise(st);
+}
+
 PyDoc_STRVAR(update_weight_doc,
 "update_weight(name, dtype, data)\n\n"
 "Replaces the data of weight `name` (see weight_names(); '<graph>:<name>' works too) with a\n"
@@ -727,6 +756,7 @@ static PyMethodDef model_methods[] = {
     {"node_ops", model_node_ops, METH_NOARGS, node_ops_doc},
     {"run", model_run, METH_O, run_doc},
     {"update_weight", model_update_weight, METH_VARARGS, update_weight_doc},
+    {"save", (PyCFunction)(void (*)(void))model_save, METH_VARARGS | METH_KEYWORDS, save_doc},
     {"weight_names", model_weight_names, METH_NOARGS, weight_names_doc},
     {"user_info", model_user_info, METH_NOARGS, user_info_doc},
     {NULL, NULL, 0, NULL},

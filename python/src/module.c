@@ -145,7 +145,46 @@ static PyObject *setup(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(distributed_doc,
+"distributed() -> dict\n\n"
+"This process's place in the job: {'rank', 'size', 'job', 'source', 'backend'} (source: where\n"
+"the rank came from: 'config', 'launcher', 'openmpi', 'pmi', 'slurm' or 'single').");
+
+static PyObject *distributed(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    sl_distributed_info d;
+    sl_status st = sl_distributed_get(&d);
+    if (st != SL_OK) {
+        return sl_py_raise(st);
+    }
+    return Py_BuildValue("{s:i,s:i,s:s,s:s,s:s}", "rank", d.rank, "size", d.size, "job", d.job,
+                         "source", d.source, "backend", d.backend);
+}
+
+PyDoc_STRVAR(configure_distributed_doc,
+"configure_distributed(rank, size, job=None, backend=None)\n\n"
+"Sets the rank and world size explicitly (the rank-table flow); size 0 clears it.");
+
+static PyObject *configure_distributed(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    static char *kwlist[] = {"rank", "size", "job", "backend", NULL};
+    int rank, size;
+    const char *job = NULL, *backend = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ii|zz:configure_distributed", kwlist, &rank,
+                                     &size, &job, &backend)) {
+        return NULL;
+    }
+    sl_status st = sl_distributed_configure(rank, size, job, backend);
+    return st == SL_OK ? Py_NewRef(Py_None) : sl_py_raise(st);
+}
+
 static PyMethodDef module_methods[] = {
+    {"distributed", distributed, METH_NOARGS, distributed_doc},
+    {"configure_distributed", (PyCFunction)(void (*)(void))configure_distributed,
+     METH_VARARGS | METH_KEYWORDS, configure_distributed_doc},
     {"build_info", build_info, METH_NOARGS, build_info_doc},
     {"version", version, METH_NOARGS, version_doc},
     {"_setup", setup, METH_VARARGS, setup_doc},

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/comm.h"
 #include "core/status.h"
 #include "format/mindir/mindir.h"
 #include "runtime/model.h"
@@ -291,6 +292,25 @@ sl_status sl_model_update_weight(sl_model *m, const char *name, sl_dtype dtype,
     w->data = copy;
     sl_status st = sl_runtime_prepare(m); /* constants folded from the old value change */
     return st == SL_OK ? st : sl_error_wrap(st, "update_weight '%s'", name);
+}
+
+sl_status sl_distributed_get(sl_distributed_info *out)
+{
+    CHECK_ARG(out, "out is NULL");
+    sl_rank_info w;
+    SL_TRY(sl_comm_world(&w));
+    memset(out, 0, sizeof *out);
+    out->rank = w.rank;
+    out->size = w.size;
+    snprintf(out->job, sizeof out->job, "%s", w.job);
+    snprintf(out->source, sizeof out->source, "%s", w.source);
+    snprintf(out->backend, sizeof out->backend, "%s", w.backend);
+    return SL_OK;
+}
+
+sl_status sl_distributed_configure(int rank, int size, const char *job, const char *backend)
+{
+    return sl_comm_configure(rank, size, job, backend);
 }
 
 static const sl_value *tv(const sl_tensor *t)

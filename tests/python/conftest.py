@@ -1,5 +1,5 @@
 """Shared fixtures: where the real MindIR files are, the shardlite module, and helpers that build a
-model file with mindir_builder, load it through the mslite-style API and run it."""
+model file with shardlite.builder, load it through the mslite-style API and run it."""
 
 import os
 import pathlib
@@ -10,7 +10,7 @@ import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.insert(0, str(HERE))  # mindir_builder / mindir_reader
+sys.path.insert(0, str(HERE))  # mindir_reader
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -134,7 +134,7 @@ def run_python(code=None, args=(), env=None, timeout=120):
 
 def matmul_builder(w, in_shape=None, graph="g", bias=None):
     """A GraphBuilder for y = x @ w (+ bias): input "x" of in_shape (default [2, w.shape[0]])."""
-    from mindir_builder import GraphBuilder
+    from shardlite.builder import GraphBuilder
 
     b = GraphBuilder(graph)
     in_shape = list(in_shape or [2, w.shape[0]])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import concurrency_ratio, machine_concurrency_ratio, matmul_builder
-from mindir_builder import GraphBuilder, Msg
+from shardlite.builder import GraphBuilder, Msg
 
 
 def msg(excinfo):

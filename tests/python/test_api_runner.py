@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import concurrency_ratio, machine_concurrency_ratio, matmul_builder, run_python
-from mindir_builder import GraphBuilder
+from shardlite.builder import GraphBuilder
 
 
 def msg(excinfo):

@@ -5,7 +5,7 @@ for several batch sizes in turn (the arena is re-planned each time)."""
 import numpy as np
 import pytest
 
-from mindir_builder import GraphBuilder
+from shardlite.builder import GraphBuilder
 
 
 @pytest.fixture

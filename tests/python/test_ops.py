@@ -1,4 +1,4 @@
-"""Per-op tests: models made with mindir_builder (MindSpore's op and attribute names), run through
+"""Per-op tests: models made with shardlite.builder (MindSpore's op and attribute names), run through
 shardlite, compared with numpy. The numpy references are checked by hand-computed cases first
 (those tests run without shardlite). Also external data, packed encoding, and malformed files."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import LITE_DTYPES, predict
-from mindir_builder import GraphBuilder
+from shardlite.builder import GraphBuilder
 
 FLOATS = [np.float32, np.float64]
 INTS = [np.int32, np.int64]

@@ -1,4 +1,5 @@
-"""A small pure-Python MindIR writer for tests: builds models op by op, independent of shardlite.
+"""A small pure-Python MindIR writer: builds models op by op (for tests, examples and users who
+want a model without MindSpore), independent of shardlite's C loader and writer.
 
 It encodes the protobuf (proto2) wire format by hand from the MindIR field numbers and copies
 the encodings of real MindSpore exports:
