@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 JOBS ?= $(shell nproc)
-DEBS := cmake ninja-build gcc clang pkg-config libopenblas-dev libcmocka-dev python3-dev python3-venv
+DEBS := cmake ninja-build gcc clang pkg-config libopenblas-dev libcmocka-dev python3-dev python3-venv \
+        libopenmpi-dev openmpi-bin
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=Release
 
 .PHONY: all deps build build-asan python test test-c test-python demo bench clean

@@ -319,20 +319,7 @@ static sl_status attr_string(const attr *a, sl_pb *out, int *found)
         *found = 1;
         return SL_OK;
     }
-    sl_pb m = a->msg;
-    sl_pb_field f;
-    int has;
-    for (;;) {
-        SL_TRY(sl_pb_next(&m, &f, &has, "AttributeProto"));
-        if (!has) {
-            return SL_OK;
-        }
-        if (f.num == 11 && f.wire == SL_PB_LEN) {
-            *out = f.bytes;
-            *found = 1;
-            return SL_OK;
-        }
-    }
+    return sl_pb_find(a->msg, 11, out, found, "AttributeProto");
 }
 
 /* ---- tensors ---- */
@@ -1135,18 +1122,9 @@ static sl_status process_node(loader *L, node_msg *nm, int *ready)
         }
         attrs_msg = L->prim_msgs[pi];
         attrs_field = 3;
-        op_name.p = NULL;
-        m = attrs_msg;
-        for (;;) {
-            SL_TRY(sl_pb_next(&m, &f, &has, "PrimitiveProto"));
-            if (!has) {
-                break;
-            }
-            if (f.num == 2 && f.wire == SL_PB_LEN) {
-                op_name = f.bytes;
-            }
-        }
-        if (!op_name.p) {
+        int found;
+        SL_TRY(sl_pb_find(attrs_msg, 2, &op_name, &found, "PrimitiveProto"));
+        if (!found) {
             return sl_error(SL_ERR_FORMAT, "primitive '%.*s' has no op_type",
                             (int)sl_pb_size(rest), (const char *)rest.p);
         }
@@ -1436,17 +1414,10 @@ static sl_status load_graph(loader *L, sl_pb graph)
         if (f.num != 6 || f.wire != SL_PB_LEN) {
             continue;
         }
-        sl_pb vi = f.bytes, name = {0};
-        for (;;) {
-            SL_TRY(sl_pb_next(&vi, &f, &has, "ValueInfoProto"));
-            if (!has) {
-                break;
-            }
-            if (f.num == 1 && f.wire == SL_PB_LEN) {
-                name = f.bytes;
-            }
-        }
-        int r = name.p ? map_find(&L->names, name) : -1;
+        sl_pb name = {0};
+        int found;
+        SL_TRY(sl_pb_find(f.bytes, 1, &name, &found, "ValueInfoProto"));
+        int r = found ? map_find(&L->names, name) : -1;
         if (r < 0) {
             return sl_error(SL_ERR_FORMAT, "graph output '%.*s' is not defined",
                             (int)sl_pb_size(name), name.p ? (const char *)name.p : "");
@@ -1463,19 +1434,9 @@ static sl_status load_graph(loader *L, sl_pb graph)
 static sl_status add_user_info(sl_graph *g, sl_pb entry)
 {
     sl_pb key = {0}, value = {0};
-    sl_pb_field f;
-    int has;
-    for (;;) {
-        SL_TRY(sl_pb_next(&entry, &f, &has, "user_info"));
-        if (!has) {
-            break;
-        }
-        if (f.num == 1 && f.wire == SL_PB_LEN) {
-            key = f.bytes;
-        } else if (f.num == 2 && f.wire == SL_PB_LEN) {
-            value = f.bytes;
-        }
-    }
+    int found;
+    SL_TRY(sl_pb_find(entry, 1, &key, &found, "user_info"));
+    SL_TRY(sl_pb_find(entry, 2, &value, &found, "user_info"));
     char **kv = realloc(g->user_info, sizeof *kv * (size_t)(2 * g->n_user_info + 2));
     if (!kv) {
         return sl_error(SL_ERR_NOMEM, "mindir: out of memory");
@@ -1524,32 +1485,19 @@ static sl_status load_model(loader *L, sl_pb model)
             break;
         case 14: SL_TRY(add_user_info(L->g, f.bytes)); break;
         case 8: {
-            sl_pb g = f.bytes;
-            sl_pb_field gf;
-            for (;;) {
-                SL_TRY(sl_pb_next(&g, &gf, &has, "GraphProto"));
-                if (!has) {
-                    break;
-                }
-                if (gf.num == 2 && gf.wire == SL_PB_LEN) {
-                    SL_TRY(map_put(&L->graphs, gf.bytes, 0));
-                }
+            sl_pb name;
+            int found;
+            SL_TRY(sl_pb_find(f.bytes, 2, &name, &found, "GraphProto"));
+            if (found) {
+                SL_TRY(map_put(&L->graphs, name, 0));
             }
             break;
         }
         case 12: {
-            sl_pb p = f.bytes, name = {0};
-            sl_pb_field pf;
-            for (;;) {
-                SL_TRY(sl_pb_next(&p, &pf, &has, "PrimitiveProto"));
-                if (!has) {
-                    break;
-                }
-                if (pf.num == 1 && pf.wire == SL_PB_LEN) {
-                    name = pf.bytes;
-                }
-            }
-            if (!name.p) {
+            sl_pb name = {0};
+            int found;
+            SL_TRY(sl_pb_find(f.bytes, 1, &name, &found, "PrimitiveProto"));
+            if (!found) {
                 return sl_error(SL_ERR_FORMAT, "primitive without a name");
             }
             sl_pb *msgs = realloc(L->prim_msgs, sizeof *msgs * (size_t)(L->n_prims + 1));

@@ -111,6 +111,24 @@ sl_status sl_pb_rep_next(sl_pb_rep *r, int wire, uint64_t *out, int *has, const 
     return SL_OK;
 }
 
+sl_status sl_pb_find(sl_pb m, uint32_t num, sl_pb *out, int *found, const char *what)
+{
+    sl_pb_field f;
+    int has;
+    *found = 0;
+    for (;;) {
+        SL_TRY(sl_pb_next(&m, &f, &has, what));
+        if (!has) {
+            return SL_OK;
+        }
+        if (f.num == num && f.wire == SL_PB_LEN) {
+            *out = f.bytes;
+            *found = 1;
+            return SL_OK;
+        }
+    }
+}
+
 int sl_pb_eq(sl_pb s, const char *str)
 {
     size_t n = strlen(str);

@@ -47,6 +47,9 @@ typedef struct sl_pb_rep {
 void sl_pb_rep_init(sl_pb_rep *r, const sl_pb_field *f);
 sl_status sl_pb_rep_next(sl_pb_rep *r, int wire, uint64_t *out, int *has, const char *what);
 
+/* The payload of the first length-delimited field `num` of m; *found = 0 when there is none. */
+sl_status sl_pb_find(sl_pb m, uint32_t num, sl_pb *out, int *found, const char *what);
+
 /* Field payload helpers. */
 static inline float sl_pb_float(uint64_t u)
 {
