@@ -28,6 +28,10 @@ static sl_status join_group(struct sl_model *m, int i)
         return sl_error(SL_ERR_FORMAT, "node '%s': a group of %lld ranks", n->name,
                         (long long)p->n_group_ranks);
     }
+    if (p->group < 0 && p->n_group_ranks == 0) {
+        return sl_error(SL_ERR_FORMAT, "node '%s': a sub-group without group_ranks (only the "
+                        "world group may omit them)", n->name);
+    }
     for (int64_t k = 0; k < p->n_group_ranks; k++) {
         ranks[k] = (int)p->group_ranks[k];
     }

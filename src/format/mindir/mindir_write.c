@@ -713,7 +713,7 @@ static sl_status write_op_node(writer *W, const sl_node *n)
     /* a type attribute that MindSpore passes as an input (Cast's dtype) goes there */
     const sl_attr_desc *type_input = NULL;
     for (const sl_attr_desc *d = info->attrs; d->name && st == SL_OK; d++) {
-        if (d->type == SL_ATTR_DTYPE && d->input == n_in) {
+        if (d->type == SL_ATTR_DTYPE && d->input > 0 && d->input == n_in) {
             type_input = d;
             st = write_type_constant(W, n, *(const int64_t *)((const char *)&n->params + d->offset),
                                      &in[n_in++]);
