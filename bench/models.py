@@ -191,3 +191,42 @@ def write_chain(folder, layers=16, dim=4096, seed=1):
         "activation_bytes": (layers + 1) * dim * 4,  # every value, none reused
         "dim": dim,
     }
+
+
+# ---- the Megatron MLP, whole and split over ranks ----
+
+def tp_mlp_weights(dim=4096, hidden=16384, seed=3):
+    """(w1 [hidden, dim], b1, w2 [dim, hidden], b2): nn.Dense's [out, in] layout."""
+    rng = np.random.default_rng(seed)
+    s1, s2 = np.float32(np.sqrt(3.0 / dim)), np.float32(np.sqrt(3.0 / hidden))
+    return (rng.random((hidden, dim), dtype=np.float32) * (2 * s1) - s1,
+            rng.random(hidden, dtype=np.float32) * 0.2 - 0.1,
+            rng.random((dim, hidden), dtype=np.float32) * (2 * s2) - s2,
+            rng.random(dim, dtype=np.float32) * 0.2 - 0.1)
+
+
+def tp_mlp_numpy(weights, x):
+    w1, b1, w2, b2 = weights
+    return np.maximum(x @ w1.T + b1, 0) @ w2.T + b2
+
+
+def write_tp_mlp(path, weights, rank=0, ranks=1):
+    """Rank `rank`'s share of y = relu(x W1^T + b1) W2^T + b2 as Megatron splits it: W1 (and b1)
+    by output columns, W2 by input rows, an AllReduce(sum) of the partial products, then b2.
+    ranks=1: the whole model. The input is [-1, dim] (resized per batch)."""
+    w1, b1, w2, b2 = weights
+    hidden, dim = w1.shape
+    lo, hi = hidden * rank // ranks, hidden * (rank + 1) // ranks
+    b = mindir_builder.GraphBuilder("mlp", style="2.x")
+    x = b.input("x", [-1, dim], np.float32)
+    dense = {"transpose_a": False, "transpose_b": True}
+    h = b.op("MatMul", [x, b.param("fc1.weight", w1[lo:hi])], attrs=dense)
+    h = b.op("BiasAdd", [h, b.param("fc1.bias", b1[lo:hi])], attrs={"format": "NCHW"})
+    h = b.op("ReLU", [h])
+    y = b.op("MatMul", [h, b.param("fc2.weight", np.ascontiguousarray(w2[:, lo:hi]))],
+             attrs=dense)
+    if ranks > 1:
+        y = b.op("AllReduce", [y], attrs={"op": "sum", "group": "hccl_world_group", "fusion": 0})
+    y = b.op("BiasAdd", [y, b.param("fc2.bias", b2)], attrs={"format": "NCHW"})
+    b.output(y)
+    b.save(str(path))

@@ -1,6 +1,7 @@
-"""shardlite benchmarks against onnxruntime on the same weights (see bench/README.md).
+"""shardlite benchmarks against onnxruntime on the same weights, and its communicator and
+tensor parallelism against MPI and one rank (see bench/README.md).
 
-    .venv/bin/python bench/run.py [--quick] [--only lenet|mlp|build] [--json PATH]
+    .venv/bin/python bench/run.py [--quick] [--only lenet|mlp|build|allreduce|tp] [--json PATH]
 
 Exit status: 0 when every entry ran and the outputs agreed (goals missed or not), 1 otherwise.
 """
@@ -22,6 +23,7 @@ import harness
 import models
 
 PROBE = str(harness.HERE / "build_probe.py")
+TP_PROBE = str(harness.HERE / "tp_probe.py")
 
 
 class Settings:
@@ -137,7 +139,144 @@ def bench_build(mslite, s, tmp):
     ]
 
 
-ENTRIES = {"lenet": bench_lenet, "mlp": bench_mlp, "build": bench_build}
+# ---- collectives and tensor parallelism: processes per rank ----
+
+ALLREDUCE_SIZES = (4 << 10, 64 << 10, 1 << 20, 16 << 20)
+
+
+def _size_name(n):
+    return "%d MiB" % (n >> 20) if n >= 1 << 20 else "%d KiB" % (n >> 10)
+
+
+def _rank_env(**extra):
+    """os.environ without launcher variables (each job sets its own), plus extra."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMPI_", "PMI_", "PMIX_", "SLURM_", "SHARDLITE_"))}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _mpirun(n):
+    if not shutil.which("mpirun"):
+        raise RuntimeError("mpirun is missing: install Open MPI (openmpi-bin libopenmpi-dev)")
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    return ["mpirun", *root, "--oversubscribe", "-n", str(n)]
+
+
+def _allreduce_exe():
+    """$SL_ALLREDUCE_BENCH, else build/allreduce_bench (built here if missing)."""
+    if os.environ.get("SL_ALLREDUCE_BENCH"):
+        return os.environ["SL_ALLREDUCE_BENCH"]
+    build = harness.REPO / "build"
+    exe = build / "allreduce_bench"
+    if not exe.exists():
+        for cmd in (["cmake", "-S", str(harness.REPO), "-B", str(build), "-G", "Ninja"],
+                    ["cmake", "--build", str(build), "--target", "allreduce_bench"]):
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError("cannot build allreduce_bench (it needs Open MPI's "
+                                   "libopenmpi-dev):\n%s" % (res.stdout + res.stderr)[-3000:])
+    return str(exe)
+
+
+def bench_allreduce(mslite, s, tmp):
+    """allreduce_bench under mpirun: shardlite's shm communicator and MPI_Allreduce in the same
+    processes, float32 sums in place."""
+    exe = _allreduce_exe()
+    rounds, round_s = (7, 0.02) if s.quick else (21, 0.05)
+    rows = []
+    for n in (2, 4):
+        cmd = _mpirun(n) + [exe, "-r", str(rounds), "-t", str(round_s)]
+        res = subprocess.run(cmd + [str(b) for b in ALLREDUCE_SIZES], capture_output=True,
+                             text=True, timeout=300, env=_rank_env())
+        if res.returncode != 0:
+            raise RuntimeError("allreduce_bench at %d ranks failed (exit %d):\n%s"
+                               % (n, res.returncode, (res.stdout + res.stderr)[-4000:]))
+        for line in res.stdout.splitlines():
+            if not line.startswith("{"):
+                continue
+            r = json.loads(line)
+            size = r["bytes"]
+            sl, mpi = harness._stats(r["shm_s"]), harness._stats(r["mpi_s"])
+            for st in (sl, mpi):
+                st["gbps"] = size / (st["median_ms"] * 1e-3) / 1e9
+                st["iters"] = r["iters"]
+            ratio = sl["median_ms"] / mpi["median_ms"]
+            limit = 0.5 if size <= 64 << 10 else 0.7 if size >= 16 << 20 else None
+            rows.append({"entry": "allreduce %d ranks" % n, "threads": 1,
+                         "batch": _size_name(size), "metric": "latency ms (GB/s)",
+                         "shardlite": sl, "baseline": mpi, "baseline_name": "MPI_Allreduce",
+                         "ratio": ratio, "goal": "ratio <= %.1f" % limit if limit else "-",
+                         "met": ratio <= limit if limit else None, "bytes": size, "ranks": n})
+    return rows
+
+
+def _tp_probe(model, ranks, threads, runs, folder, tag, batches):
+    """Runs tp_probe.py as `ranks` rank processes; returns rank 0's {batch: seconds}."""
+    cmd = [sys.executable, TP_PROBE, model, str(threads), str(runs),
+           os.path.join(folder, "x"), os.path.join(folder, tag + "_y"), *map(str, batches)]
+    job = "bench%d-%s" % (os.getpid(), tag)
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_rank_env(SHARDLITE_RANK=r, SHARDLITE_WORLD_SIZE=ranks,
+                                            SHARDLITE_JOB_ID=job))
+             for r in range(ranks)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    if any(p.returncode != 0 for p in procs):
+        raise RuntimeError("tp probe %s failed:\n%s" % (tag, "\n".join(
+            "rank %d (exit %d): %s" % (r, p.returncode, e[-3000:])
+            for r, (p, (_o, e)) in enumerate(zip(procs, outs)))))
+    return json.loads(outs[0][0].strip().splitlines()[-1])["times"]
+
+
+def bench_tp(mslite, s, tmp):
+    """The Megatron MLP 4096 -> 16384 -> 4096 on 1 rank and split over 2 ranks (a process each,
+    one thread each), batch 1 and 32."""
+    batches = (1, 32)
+    weights = models.tp_mlp_weights()
+    folder = tempfile.mkdtemp(prefix="tp-", dir=tmp)
+    t0 = time.perf_counter()
+    whole = os.path.join(folder, "mlp.mindir")
+    models.write_tp_mlp(whole, weights)
+    for r in range(2):
+        models.write_tp_mlp(os.path.join(folder, "mlp%d.mindir" % r), weights, r, 2)
+    print("  (wrote the 512 MiB MLP whole and split in %.1f s)" % (time.perf_counter() - t0),
+          flush=True)
+    rng = np.random.default_rng(4)
+    xs = {b: rng.standard_normal((b, 4096)).astype(np.float32) for b in batches}
+    for b, x in xs.items():
+        np.save(os.path.join(folder, "x%d.npy" % b), x)
+    runs = 8 if s.quick else 30
+    configs = {"1r1t": (whole, 1, 1), "1r2t": (whole, 1, 2),
+               "2r1t": (os.path.join(folder, "mlp{rank}.mindir"), 2, 1)}
+    times = {tag: {b: [] for b in batches} for tag in configs}
+    for i in range(s.probes):  # alternating order: a noisy neighbour hits all alike
+        for tag in (list(configs) if i % 2 == 0 else list(configs)[::-1]):
+            path, ranks, threads = configs[tag]
+            for b, ts in _tp_probe(path, ranks, threads, runs, folder, tag, batches).items():
+                times[tag][int(b)] += ts
+    for tag in configs:
+        for b, x in xs.items():
+            got = np.load(os.path.join(folder, "%s_y%d.npy" % (tag, b)))
+            harness.check_close("tp mlp %s batch %d (against numpy)" % (tag, b), got,
+                                models.tp_mlp_numpy(weights, x))
+    rows = []
+    for b in batches:
+        two = harness._stats(times["2r1t"][b])
+        for base, goal in (("1r1t", 1.7 if b == 1 else None), ("1r2t", None)):
+            one = harness._stats(times[base][b])
+            speedup = one["median_ms"] / two["median_ms"]
+            rows.append({"entry": "tp mlp 2 ranks", "threads": 1, "batch": b,
+                         "metric": "latency ms vs 1 rank %s thr" % base[-2],
+                         "shardlite": two, "baseline": one,
+                         "baseline_name": "1 rank, %s thread(s)" % base[-2],
+                         "ratio": 1 / speedup, "speedup": speedup,
+                         "goal": "speedup >= %.1f" % goal if goal else "-",
+                         "met": speedup >= goal if goal else None})
+    return rows
+
+
+ENTRIES = {"lenet": bench_lenet, "mlp": bench_mlp, "build": bench_build,
+           "allreduce": bench_allreduce, "tp": bench_tp}
 
 
 # ---- report ----
@@ -145,26 +284,32 @@ ENTRIES = {"lenet": bench_lenet, "mlp": bench_mlp, "build": bench_build}
 def _cell(stats):
     if "value" in stats:
         return "%.0f" % stats["value"]
+    ms = "%.4f" if stats["median_ms"] < 0.1 else "%.3f"  # microsecond collectives
     if "p10_ms" in stats:
-        return "%.3f [%.3f-%.3f]" % (stats["median_ms"], stats["p10_ms"], stats["p90_ms"])
-    return "%.3f" % stats["median_ms"]
+        cell = (ms + " [" + ms + "-" + ms + "]") % (stats["median_ms"], stats["p10_ms"],
+                                                    stats["p90_ms"])
+    else:
+        cell = ms % stats["median_ms"]
+    return cell + (" (%.1f)" % stats["gbps"] if "gbps" in stats else "")
 
 
 def print_table(rows):
-    head = ("entry", "thr", "batch", "metric", "shardlite", "onnxruntime", "ratio", "goal", "met?")
+    head = ("entry", "thr", "batch", "metric", "shardlite", "baseline", "ratio", "goal", "met?")
     lines = [head]
     for r in rows:
         met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
         lines.append((r["entry"], str(r["threads"]), str(r["batch"]), r["metric"],
-                      _cell(r["shardlite"]), _cell(r["onnxruntime"]), "%.2g" % r["ratio"]
-                      if r["ratio"] < 0.1 else "%.2f" % r["ratio"],
+                      _cell(r["shardlite"]), _cell(r.get("onnxruntime") or r["baseline"]),
+                      "%.2g" % r["ratio"] if r["ratio"] < 0.1 else "%.2f" % r["ratio"],
                       r["goal"], met))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     for n, line in enumerate(lines):
         print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
         if n == 0:
             print("  ".join("-" * w for w in widths))
-    print("latency cells: median [p10-p90] in ms; ratio = shardlite / onnxruntime medians")
+    print("latency cells: median [p10-p90] in ms; ratio = shardlite / baseline medians; "
+          "baseline: onnxruntime, MPI_Allreduce (allreduce; GB/s = bytes / median) or the "
+          "whole model on 1 rank (tp: ratio = 1 / speedup)")
 
 
 def environment(mslite):
