@@ -52,6 +52,7 @@ test: test-c test-python
 
 demo: python
 	$(PY) examples/lenet_demo.py
+	$(PY) examples/demo_distributed.py
 
 bench: python
 	$(PY) bench/run.py

@@ -138,6 +138,38 @@ SL_API sl_status sl_distributed_get(sl_distributed_info *out);
 SL_API sl_status sl_distributed_configure(int rank, int size, const char *job,
                                           const char *backend);
 
+/* ---- tensor-parallel splitting ----
+ * Cuts the full model at `path` into n rank models (Megatron layout: linear layers column- then
+ * row-parallel with one AllReduce, attention by heads, vocabulary-parallel embeddings, a last
+ * projection column-parallel with an AllGather; everything else replicated), written as
+ * "<outdir>/<stem><r>.mindir" with their weights in "<stem><r>_variables/data_0". Rules (may be
+ * NULL when n_rules is 0) override the automatic choice per weight: rule_axes[i] >= 0 splits
+ * weight rule_names[i] (a name as sl_model_weight_name gives it) on that axis, -1 replicates it.
+ * progress != 0 draws a progress bar on stderr for models over 256 MiB of weights. */
+typedef struct sl_split_report sl_split_report;
+
+SL_API sl_status sl_split_model(const char *path, int n, const char *outdir,
+                                const char *const *rule_names, const int *rule_axes,
+                                size_t n_rules, int progress, sl_split_report **out);
+SL_API void sl_split_report_destroy(sl_split_report *report);
+SL_API int sl_split_report_ranks(const sl_split_report *report);
+/* The file written for rank r. Borrowed, valid until the report is destroyed. */
+SL_API const char *sl_split_report_file(const sl_split_report *report, int rank);
+/* Collectives each rank runs per inference. */
+SL_API size_t sl_split_report_all_reduces(const sl_split_report *report);
+SL_API size_t sl_split_report_all_gathers(const sl_split_report *report);
+/* The weights (constants with a dim, shape tuples left out), in the model's order. */
+SL_API size_t sl_split_report_weight_count(const sl_split_report *report);
+/* Weight i: its name; axis: the split axis or -1 when replicated; role: "column", "row",
+ * "vocab", "with-layer" (a bias sliced with its layer) or "replicated"; bytes: its size
+ * in the full model. Borrowed strings. */
+SL_API sl_status sl_split_report_weight(const sl_split_report *report, size_t index,
+                                        const char **name, int *axis, const char **role,
+                                        size_t *bytes);
+/* Bytes of weight i that rank r holds. */
+SL_API size_t sl_split_report_weight_rank_bytes(const sl_split_report *report, size_t index,
+                                                int rank);
+
 /* ---- tensor (borrowed from a model) ---- */
 SL_API const char *sl_tensor_name(const sl_tensor *t);
 SL_API sl_dtype sl_tensor_dtype(const sl_tensor *t);

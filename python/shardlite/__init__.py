@@ -21,6 +21,7 @@ from .context import Context
 from .converter import Converter, FmkType
 from .model import Model, ModelType
 from .parallel import ModelGroup, ModelGroupFlag, ModelParallelRunner
+from .split import SplitReport, split
 from .tensor import _NUMPY_OF, DataType, Format, Tensor
 
 __version__ = _shardlite.version()
@@ -36,8 +37,10 @@ __all__ = [
     "ModelGroupFlag",
     "ModelParallelRunner",
     "ModelType",
+    "SplitReport",
     "Tensor",
     "build_info",
     "distributed",
+    "split",
 ]
 

@@ -2,6 +2,8 @@
 
     shardlite info MODEL
     shardlite run MODEL [--input FILE.npy ...] [--save DIR] [--threads N]
+    shardlite launch -n N [--timeout S] [--backend shm|mpi] [--no-prefix] [--] CMD ARGS...
+    shardlite split MODEL -n N -o OUTDIR [--strategy auto|FILE]
 
 Also available as `python -m shardlite`. Exit status: 0 on success, 1 when the model cannot be
 loaded or run, 2 for bad command-line arguments.
@@ -16,6 +18,8 @@ from collections import Counter
 import numpy as np
 
 from . import _NUMPY_OF, Context, DataType, Model, ModelType, __version__
+from .launch import add_arguments as launch_args
+from .launch import run_args as launch_run
 
 # How many values of each output `run` prints (as the MindSpore Lite sample does).
 _SHOWN_VALUES = 10
@@ -117,6 +121,14 @@ def _run(args):
     return 0
 
 
+def _split(args):
+    """Cuts a model into tensor-parallel rank models and prints the report."""
+    from .split import split
+
+    print(split(args.model, args.n, args.o, strategy=args.strategy))
+    return 0
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="shardlite",
                                      description="Inspect or run a MindSpore MindIR model.")
@@ -133,6 +145,20 @@ def _parser():
     run.add_argument("--threads", type=int, default=0, metavar="N",
                      help="worker threads (default 0: one per CPU)")
     run.set_defaults(handler=_run)
+    launch = commands.add_parser("launch", help="run the N ranks of a distributed job here",
+                                 description="Run the ranks of a job on this host.")
+    launch_args(launch)
+    launch.set_defaults(handler=launch_run)
+    split = commands.add_parser("split", help="cut a model into N tensor-parallel rank models",
+                                description="Write OUTDIR/<stem><r>.mindir for r < N, each with "
+                                "its own weight slices and the collectives joining them.")
+    split.add_argument("model", help="the full .mindir file")
+    split.add_argument("-n", type=int, required=True, metavar="N", help="number of ranks")
+    split.add_argument("-o", required=True, metavar="OUTDIR", help="where the rank models go")
+    split.add_argument("--strategy", default="auto", metavar="auto|FILE",
+                       help="auto (default) or a JSON file: "
+                       '{"weights": {"<name>": {"split": <axis>} | "replicate"}}')
+    split.set_defaults(handler=_split)
     return parser
 
 

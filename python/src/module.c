@@ -181,6 +181,103 @@ static PyObject *configure_distributed(PyObject *module, PyObject *args, PyObjec
     return st == SL_OK ? Py_NewRef(Py_None) : sl_py_raise(st);
 }
 
+PyDoc_STRVAR(split_doc,
+"_split(path, n, out_dir, rules, progress) -> dict\n\n"
+"Cuts a model into n tensor-parallel rank models (see shardlite.split). rules: a list of\n"
+"(weight name, axis) pairs, axis -1 = replicate. Returns the report as a dict.");
+
+/* The report as plain Python objects: {"ranks", "files", "all_reduces", "all_gathers",
+ * "weights": [{"name", "axis", "role", "bytes", "rank_bytes"}]}. */
+static PyObject *split_report_dict(const sl_split_report *rep)
+{
+    int n = sl_split_report_ranks(rep);
+    size_t n_w = sl_split_report_weight_count(rep);
+    PyObject *files = PyList_New(n), *weights = PyList_New((Py_ssize_t)n_w), *out = NULL;
+    if (files == NULL || weights == NULL) {
+        goto done;
+    }
+    for (int r = 0; r < n; r++) {
+        PyObject *f = sl_py_str(sl_split_report_file(rep, r));
+        if (f == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(files, r, f);
+    }
+    for (size_t i = 0; i < n_w; i++) {
+        const char *name, *role;
+        int axis;
+        size_t bytes;
+        sl_split_report_weight(rep, i, &name, &axis, &role, &bytes);
+        PyObject *per = PyList_New(n);
+        if (per == NULL) {
+            goto done;
+        }
+        for (int r = 0; r < n; r++) {
+            PyObject *b = PyLong_FromSize_t(sl_split_report_weight_rank_bytes(rep, i, r));
+            if (b == NULL) {
+                Py_DECREF(per);
+                goto done;
+            }
+            PyList_SET_ITEM(per, r, b);
+        }
+        PyObject *w = Py_BuildValue("{s:N,s:i,s:s,s:n,s:N}", "name", sl_py_str(name), "axis",
+                                    axis, "role", role, "bytes", (Py_ssize_t)bytes,
+                                    "rank_bytes", per);
+        if (w == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(weights, (Py_ssize_t)i, w);
+    }
+    out = Py_BuildValue("{s:i,s:O,s:n,s:n,s:O}", "ranks", n, "files", files, "all_reduces",
+                        (Py_ssize_t)sl_split_report_all_reduces(rep), "all_gathers",
+                        (Py_ssize_t)sl_split_report_all_gathers(rep), "weights", weights);
+done:
+    Py_XDECREF(files);
+    Py_XDECREF(weights);
+    return out;
+}
+
+static PyObject *split(PyObject *module, PyObject *args)
+{
+    (void)module;
+    const char *path, *out_dir;
+    int n, progress;
+    PyObject *rules;
+    if (!PyArg_ParseTuple(args, "sisO!p:_split", &path, &n, &out_dir, &PyList_Type, &rules,
+                          &progress)) {
+        return NULL;
+    }
+    Py_ssize_t n_rules = PyList_GET_SIZE(rules);
+    const char **names = PyMem_Calloc((size_t)n_rules + 1, sizeof *names);
+    int *axes = PyMem_Calloc((size_t)n_rules + 1, sizeof *axes);
+    PyObject *result = NULL;
+    if (names == NULL || axes == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n_rules; i++) {
+        /* the names stay alive with the list, which the caller holds */
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(rules, i), "si:rule", &names[i], &axes[i])) {
+            goto done;
+        }
+    }
+    sl_split_report *rep = NULL;
+    sl_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = sl_split_model(path, n, out_dir, names, axes, (size_t)n_rules, progress, &rep);
+    Py_END_ALLOW_THREADS
+    if (st != SL_OK) {
+        sl_py_raise(st);
+        goto done;
+    }
+    result = split_report_dict(rep);
+    sl_split_report_destroy(rep);
+done:
+    PyMem_Free(names);
+    PyMem_Free(axes);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"distributed", distributed, METH_NOARGS, distributed_doc},
     {"configure_distributed", (PyCFunction)(void (*)(void))configure_distributed,
@@ -188,6 +285,7 @@ static PyMethodDef module_methods[] = {
     {"build_info", build_info, METH_NOARGS, build_info_doc},
     {"version", version, METH_NOARGS, version_doc},
     {"_setup", setup, METH_VARARGS, setup_doc},
+    {"_split", split, METH_VARARGS, split_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -237,20 +237,10 @@ static int weight_value(const sl_model *m, size_t index)
     return -1;
 }
 
-/* A weight's name without the "<graph>:" prefix parameters carry. */
-static const char *weight_key(const sl_graph *g, const sl_value *v)
-{
-    size_t n = g->name ? strlen(g->name) : 0;
-    if (n && strncmp(v->name, g->name, n) == 0 && v->name[n] == ':') {
-        return v->name + n + 1;
-    }
-    return v->name;
-}
-
 const char *sl_model_weight_name(const sl_model *m, size_t index)
 {
     int v = weight_value(m, index);
-    return v < 0 ? NULL : weight_key(m->g, &m->g->values[v]);
+    return v < 0 ? NULL : sl_graph_weight_key(m->g, &m->g->values[v]);
 }
 
 sl_status sl_model_update_weight(sl_model *m, const char *name, sl_dtype dtype,
@@ -258,14 +248,8 @@ sl_status sl_model_update_weight(sl_model *m, const char *name, sl_dtype dtype,
 {
     CHECK_ARG(m && name && (dims || rank == 0) && (data || size == 0),
               "model, name, dims or data is NULL");
-    sl_value *w = NULL;
-    for (int v = 0; v < m->g->n_values && !w; v++) {
-        sl_value *val = &m->g->values[v];
-        if (val->kind == SL_VALUE_CONST &&
-            (strcmp(val->name, name) == 0 || strcmp(weight_key(m->g, val), name) == 0)) {
-            w = val;
-        }
-    }
+    int found = sl_graph_find_weight(m->g, name);
+    sl_value *w = found >= 0 ? &m->g->values[found] : NULL;
     if (!w) {
         return sl_error(SL_ERR_INVALID_ARG, "update_weight: the model has no weight '%s'", name);
     }

@@ -135,6 +135,27 @@ sl_status sl_graph_add_mapping(sl_graph *g, struct sl_mapfile *file)
     return SL_OK;
 }
 
+const char *sl_graph_weight_key(const sl_graph *g, const sl_value *v)
+{
+    size_t n = g->name ? strlen(g->name) : 0;
+    if (n && strncmp(v->name, g->name, n) == 0 && v->name[n] == ':') {
+        return v->name + n + 1;
+    }
+    return v->name;
+}
+
+int sl_graph_find_weight(const sl_graph *g, const char *name)
+{
+    for (int v = 0; v < g->n_values; v++) {
+        const sl_value *x = &g->values[v];
+        if (x->kind == SL_VALUE_CONST &&
+            (strcmp(x->name, name) == 0 || strcmp(sl_graph_weight_key(g, x), name) == 0)) {
+            return v;
+        }
+    }
+    return -1;
+}
+
 int64_t sl_shape_numel(const sl_shape *s)
 {
     int64_t n = 1;

@@ -91,6 +91,11 @@ sl_status sl_graph_add_node(sl_graph *g, sl_op op, const char *name, const int *
 /* Takes over one reference to file. */
 sl_status sl_graph_add_mapping(sl_graph *g, struct sl_mapfile *file);
 
+/* A weight's name without the "<graph>:" prefix that parameters carry. */
+const char *sl_graph_weight_key(const sl_graph *g, const sl_value *v);
+/* The constant called `name` (its graph name or its key), or -1. */
+int sl_graph_find_weight(const sl_graph *g, const char *name);
+
 /* Shape helpers. */
 int64_t sl_shape_numel(const sl_shape *s);     /* -1 if any dim is unknown */
 int sl_shape_equal(const sl_shape *a, const sl_shape *b);

@@ -1,0 +1,319 @@
+"""`shardlite launch`: runs the N ranks of a job on this host, one process each.
+
+    shardlite launch -n N [--timeout SECONDS] [--no-prefix] [--] CMD ARGS...
+
+Also available as `python -m shardlite.launch`. Each rank gets SHARDLITE_RANK,
+SHARDLITE_WORLD_SIZE, SHARDLITE_LOCAL_RANK and SHARDLITE_JOB_ID (a new id per launch, which
+names the job's shared-memory segments), and PYTHONUNBUFFERED=1 unless set, so that a rank's
+last lines are not lost when it dies. Every rank runs in its own process group (and is killed if
+the launcher dies); SIGINT, SIGTERM and SIGHUP sent to the launcher go to every rank's group.
+
+When a rank exits with a non-zero status or is killed, the others get a moment to end on their
+own (a collective error is then reported by each rank), then SIGTERM, then SIGKILL; the launcher
+names the rank and how it ended and exits with its exit code (128 + the signal number when it
+was killed). Every wait is bounded, and the job's leftover /dev/shm/shardlite-<job>-* segments
+(left when a rank dies during its rendezvous) are removed at the end.
+"""
+
+import argparse
+import ctypes
+import glob
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+# SL_COMM_MAX_RANKS in src/comm/comm.h
+MAX_RANKS = 64
+# How often the ranks are checked (seconds).
+_POLL_S = 0.02
+# After a rank fails, how long its peers may take to end by themselves before SIGTERM: they
+# usually notice the failure in the communicator and print their side of it.
+_SETTLE_S = 1.0
+# SIGTERM (or a forwarded signal) -> SIGKILL.
+_GRACE_S = 3.0
+# After SIGKILL: how long to wait for the processes to go (a process in uninterruptible sleep
+# may never); then the launcher gives up on them.
+_REAP_S = 5.0
+# How long to wait for the output of ranks that have ended (a leftover child may hold it open).
+_DRAIN_S = 2.0
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1
+
+
+def _say(msg):
+    print(f"shardlite launch: {msg}", file=sys.stderr, flush=True)
+
+
+def new_job_id():
+    """A job id unique on this host: letters and digits only, so that it appears unchanged in
+    the names of the job's shared-memory segments."""
+    return f"sl{os.getpid():x}x{secrets.token_hex(6)}"
+
+
+def describe(returncode):
+    """'exited with code 3' or 'was killed by SIGKILL' (returncode as subprocess gives it)."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"was killed by {name}"
+
+
+def exit_status(returncode):
+    """The launcher's exit status for a rank's ending: its code, or 128 + the signal number."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def rank_env(base, rank, size, job, timeout=None):
+    """The environment of one rank: base plus what rank discovery reads."""
+    env = dict(base)
+    env.update(SHARDLITE_RANK=str(rank), SHARDLITE_WORLD_SIZE=str(size),
+               SHARDLITE_LOCAL_RANK=str(rank), SHARDLITE_JOB_ID=job)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if timeout is not None:
+        env["SHARDLITE_COMM_TIMEOUT"] = str(timeout)
+    return env
+
+
+def shm_leftovers(job):
+    """The job's shared-memory segments still in /dev/shm."""
+    return glob.glob(f"/dev/shm/shardlite-{glob.escape(job)}-*")
+
+
+def _die_with_parent():
+    """Returns the preexec function that makes a rank get SIGKILL if the launcher dies (Linux);
+    None where that is not available."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec():
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the launcher died before prctl
+            os._exit(1)
+
+    return preexec
+
+
+def _pump(src, rank, stream, lock):
+    """Copies a rank's output to stream line by line, each line prefixed with '[rank] '."""
+    prefix = f"[{rank}] ".encode()
+    out = getattr(stream, "buffer", None)
+    with src:
+        for line in iter(src.readline, b""):
+            if not line.endswith(b"\n"):
+                line += b"\n"
+            with lock:
+                if out is not None:
+                    out.write(prefix + line)
+                else:
+                    stream.write((prefix + line).decode(errors="replace"))
+                stream.flush()
+
+
+class _Job:
+    """The ranks' processes and what happened to them."""
+
+    def __init__(self, procs):
+        self.procs = procs
+        self.signals = []  # signals the launcher received (and forwarded)
+        self.stopped = set()  # ranks the launcher stopped after another failed
+
+    def live(self):
+        return [r for r, p in enumerate(self.procs) if p.returncode is None]
+
+    def signal_live(self, sig):
+        for r in self.live():
+            try:
+                os.killpg(self.procs[r].pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def kill_groups(self):
+        """SIGKILL to every rank's group, ended or not: sweeps children that a rank left."""
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def on_signal(self, sig, frame):
+        self.signals.append(sig)
+        self.signal_live(sig)
+
+
+def _start(cmd, size, job, prefix, timeout):
+    """Starts the ranks; returns the _Job and the output threads. Ranks already started are
+    killed if a later one cannot start."""
+    base = dict(os.environ)
+    preexec = _die_with_parent()
+    procs = []
+    try:
+        for rank in range(size):
+            pipe = subprocess.PIPE if prefix else None
+            procs.append(subprocess.Popen(
+                cmd, env=rank_env(base, rank, size, job, timeout),
+                stdin=None if rank == 0 else subprocess.DEVNULL, stdout=pipe, stderr=pipe,
+                start_new_session=True, preexec_fn=preexec))
+    except BaseException:
+        _Job(procs).kill_groups()
+        for p in procs:
+            _wait(p, _REAP_S)
+        raise
+    pumps = []
+    if prefix:
+        lock = threading.Lock()
+        for rank, p in enumerate(procs):
+            for src, stream in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
+                t = threading.Thread(target=_pump, args=(src, rank, stream, lock), daemon=True)
+                t.start()
+                pumps.append(t)
+    return _Job(procs), pumps
+
+
+def _wait(proc, seconds):
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _supervise(job):
+    """Waits for the ranks; stops them all when one fails or a signal arrives. Returns the
+    first failure as (rank, returncode), or None."""
+    failure = None
+    term_at = kill_at = give_up_at = None
+    while True:
+        now = time.monotonic()
+        ended = [r for r in job.live() if job.procs[r].poll() is not None]
+        failed = [r for r in ended if job.procs[r].returncode != 0]
+        if failed and failure is None:
+            # A rank killed by a signal is more likely the cause than one that exited with an
+            # error in the same instant (its peers notice the death and fail too).
+            first = min(failed, key=lambda r: (job.procs[r].returncode >= 0, r))
+            failure = (first, job.procs[first].returncode)
+            if job.live() and not job.signals:
+                _say(f"rank {first} (pid {job.procs[first].pid}) "
+                     f"{describe(failure[1])}; stopping the other ranks")
+            term_at = now + _SETTLE_S
+        if job.signals and kill_at is None:
+            kill_at = now + _GRACE_S
+        if not job.live():
+            return failure
+        if term_at is not None and now >= term_at:
+            term_at = None
+            job.stopped.update(job.live())
+            job.signal_live(signal.SIGTERM)
+            kill_at = min(kill_at or now + _GRACE_S, now + _GRACE_S)
+        if kill_at is not None and now >= kill_at and give_up_at is None:
+            job.kill_groups()
+            give_up_at = now + _REAP_S
+        if give_up_at is not None and now >= give_up_at:
+            for r in job.live():
+                _say(f"rank {r} (pid {job.procs[r].pid}) does not end even after SIGKILL; "
+                     "giving up on it")
+            return failure
+        time.sleep(_POLL_S)
+
+
+def run(cmd, size, prefix=True, timeout=None):
+    """Runs cmd as `size` ranks of a new job; returns the launcher's exit status (0 when every
+    rank exited with 0)."""
+    if not cmd:
+        raise ValueError("no command to launch")
+    if not 1 <= size <= MAX_RANKS:
+        raise ValueError(f"-n {size}: between 1 and {MAX_RANKS} ranks")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"--timeout {timeout}: must be positive")
+    job_id = new_job_id()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {}
+    job = None
+    try:
+        # Signals that arrive while the ranks start are handled once they all run.
+        if main_thread:
+            pending = []
+            for sig in _FORWARDED:
+                previous[sig] = signal.signal(sig, lambda s, f: pending.append(s))
+        try:
+            job, pumps = _start(cmd, size, job_id, prefix, timeout)
+        except OSError as e:
+            _say(f"cannot start {cmd[0]}: {e.strerror or e}")
+            return 127
+        if main_thread:
+            for sig in _FORWARDED:
+                signal.signal(sig, job.on_signal)
+            for sig in pending:
+                job.on_signal(sig, None)
+        failure = _supervise(job)
+        if failure is not None:
+            job.kill_groups()  # what the failed rank left behind
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: installed outside Python, cannot be restored
+                signal.signal(sig, handler)
+        for path in shm_leftovers(job_id):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    deadline = time.monotonic() + _DRAIN_S
+    for t in pumps:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if job.signals:
+        sig = job.signals[0]
+        _say(f"received {signal.Signals(sig).name}: stopped the ranks")
+        return 128 + sig
+    if failure is not None:
+        rank, rc = failure
+        others = [f"rank {r} {describe(p.returncode)}" for r, p in enumerate(job.procs)
+                  if r != rank and r not in job.stopped and p.returncode not in (None, 0)]
+        _say(f"rank {rank} {describe(rc)}" + (f" ({'; '.join(others)})" if others else ""))
+        return exit_status(rc)
+    return 0
+
+
+def add_arguments(parser):
+    """The launcher's options and command, on an argparse parser."""
+    parser.add_argument("-n", "--nproc", type=int, required=True, metavar="N",
+                        help="number of ranks to start")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="how long a rank may wait for the others in a collective "
+                             "(SHARDLITE_COMM_TIMEOUT; default 60)")
+    parser.add_argument("--no-prefix", dest="prefix", action="store_false",
+                        help="do not prefix each output line with '[rank] '")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD ARGS...",
+                        help="the command every rank runs (after an optional --)")
+
+
+def run_args(args):
+    """Runs the launcher from parsed add_arguments options."""
+    cmd = list(args.cmd)
+    if cmd[:1] == ["--"]:
+        cmd = cmd[1:]
+    return run(cmd, args.nproc, prefix=args.prefix, timeout=args.timeout)
+
+
+def main(argv=None):
+    """Entry point of `python -m shardlite.launch`; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="shardlite launch",
+                                     description="Run the ranks of a job on this host.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_args(args)
+    except ValueError as e:
+        parser.error(str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

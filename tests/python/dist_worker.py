@@ -1,0 +1,46 @@
+"""One rank of the distributed-failure tests (run under `shardlite launch`):
+
+    dist_worker.py MODEL_STEM [--raise-on R] [--die-after-first R] [--loop SECONDS]
+
+Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, predicts on ones (repeatedly for
+--loop seconds) and prints "done rank R <first values>". Rank --raise-on raises before loading
+(before its first collective); rank --die-after-first kills itself with SIGKILL after its first
+predict."""
+
+import argparse
+import os
+import signal
+import time
+
+import numpy as np
+
+import shardlite as mslite
+
+parser = argparse.ArgumentParser()
+parser.add_argument("stem")
+parser.add_argument("--raise-on", type=int, default=-1)
+parser.add_argument("--die-after-first", type=int, default=-1)
+parser.add_argument("--loop", type=float, default=0.0)
+args = parser.parse_args()
+
+info = mslite.distributed()
+rank = info["rank"]
+print(f"start rank {rank} pid {os.getpid()} job {info['job']}", flush=True)
+if rank == args.raise_on:
+    raise RuntimeError(f"rank {rank} fails before its first collective")
+
+context = mslite.Context()
+context.cpu.thread_num = 1
+model = mslite.Model()
+model.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
+inputs = model.get_inputs()
+for t in inputs:
+    t.set_data_from_numpy(np.ones(t.shape, np.float32))
+end = time.monotonic() + args.loop
+while True:
+    out = model.predict(inputs)[0].get_data_to_numpy()
+    if rank == args.die_after_first:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if time.monotonic() >= end:
+        break
+print(f"done rank {rank}", *out.ravel()[:4], flush=True)

@@ -1,0 +1,109 @@
+"""Failures in a 2-rank job under `shardlite launch`: a rank killed mid-run, a rank that raises
+before its first collective, ranks whose models disagree, a missing model file. In every case
+all processes end, the launcher exits non-zero naming the rank within seconds (with the default
+60 s communicator deadline: the failure is noticed by dead-peer checks, fingerprints or the
+launcher, not by the deadline) and the job leaves nothing in /dev/shm."""
+
+import re
+import sys
+
+import numpy as np
+import pytest
+
+from launching import (WORKER, launch, matmul_allreduce, rank_lines, row_split_models,
+                       save_rank_model, shm_entries, wait_gone)
+
+# Far below the 60 s deadline: failures must not be found by waiting it out.
+WALL_LIMIT_S = 20
+
+W = np.random.default_rng(5).uniform(-1, 1, (8, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def models(mslite, tmp_path_factory):
+    """A good 2-rank MatMul + AllReduce job: returns the model stem (rank r: <stem>r.mindir)."""
+    tmp = tmp_path_factory.mktemp("models")
+    return str(row_split_models(tmp, W))[:-len(".mindir")]
+
+
+def run_job(stem, *worker_args):
+    """Launches the worker on 2 ranks; checks what every failure must satisfy and returns the
+    launcher's CompletedProcess."""
+    proc, wall = launch(["-n", 2, sys.executable, WORKER, stem, *worker_args])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert wall < WALL_LIMIT_S, f"took {wall:.1f} s\n{out}"
+    starts = re.findall(r"start rank (\d) pid (\d+) job (\w+)", proc.stdout)
+    assert sorted(int(r) for r, _, _ in starts) == [0, 1], out
+    assert not wait_gone([int(pid) for _, pid, _ in starts]), out
+    jobs = {job for _, _, job in starts}
+    assert len(jobs) == 1, out
+    assert not shm_entries(jobs.pop()), out
+    return proc
+
+
+def launcher_says(proc):
+    """The launcher's own final line (the last 'shardlite launch:' line of stderr)."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("shardlite launch: ")]
+    assert lines, proc.stderr
+    return lines[-1]
+
+
+def test_rank_killed_mid_run(models):
+    # rank 1 dies after its first predict while rank 0 keeps predicting for up to 30 s
+    proc = run_job(models, "--die-after-first", 1, "--loop", 30)
+    assert proc.returncode == 128 + 9
+    assert re.match(r"shardlite launch: rank 1 was killed by SIGKILL", launcher_says(proc))
+    # rank 0 noticed the death itself (dead-peer check), naming rank 1
+    assert re.search(r"rank 1 \(pid \d+\) died", "\n".join(rank_lines(proc.stderr, 0))), \
+        proc.stderr
+
+
+def test_rank_raises_before_first_collective(models):
+    proc = run_job(models, "--raise-on", 1)
+    assert proc.returncode == 1
+    assert launcher_says(proc) == "shardlite launch: rank 1 exited with code 1"
+    assert "fails before its first collective" in "\n".join(rank_lines(proc.stderr, 1))
+
+
+def test_missing_model_file(models, tmp_path):
+    stem = tmp_path / "Half"
+    (tmp_path / "Half0.mindir").write_bytes(open(models + "0.mindir", "rb").read())
+    proc = run_job(str(stem), "--loop", 30)
+    assert proc.returncode == 1
+    assert launcher_says(proc).startswith("shardlite launch: rank 1 exited with code 1")
+    assert "model_path does not exist" in "\n".join(rank_lines(proc.stderr, 1))
+
+
+def two_allreduces(w_slice, first, second):
+    from shardlite.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    x = b.input("x", [2, w_slice.shape[0]], np.float32)
+    y = b.op("MatMul", [x, b.param("w", w_slice)], {"transpose_a": False, "transpose_b": False})
+    y = b.op("AllReduce", [y], {"op": first, "group": "hccl_world_group"})
+    b.output(b.op("AllReduce", [y], {"op": second, "group": "hccl_world_group"}))
+    return b
+
+
+@pytest.mark.parametrize("variant", ["shape", "op order"])
+def test_models_disagree(mslite, tmp_path, variant):
+    """Fingerprints: each rank's error names both ranks' collectives."""
+    halves = W[:4].copy(), W[4:].copy()
+    if variant == "shape":
+        # rank 1 was exported for batch 3: AllReduce of 9 elements against rank 0's 6
+        builders = [matmul_allreduce(halves[0], [2, 4]), matmul_allreduce(halves[1], [3, 4])]
+        ops = ["AllReduce(sum, float32, 6)", "AllReduce(sum, float32, 9)"]
+    else:
+        builders = [two_allreduces(halves[0], "sum", "max"),
+                    two_allreduces(halves[1], "max", "sum")]
+        ops = ["AllReduce(sum, float32, 6)", "AllReduce(max, float32, 6)"]
+    for r, b in enumerate(builders):
+        save_rank_model(b, tmp_path / f"Bad{r}.mindir", tmp_path)
+    proc = run_job(str(tmp_path / "Bad"))
+    assert proc.returncode == 1
+    assert re.match(r"shardlite launch: rank [01] exited with code 1", launcher_says(proc))
+    for r in (0, 1):
+        errors = [ln for ln in rank_lines(proc.stderr, r) if "mismatch" in ln]
+        assert errors, proc.stderr
+        assert all(op in errors[-1] for op in ops), errors[-1]

@@ -1,0 +1,164 @@
+"""`shardlite launch`: each rank's environment, output prefixes, exit statuses, signal forwarding,
+and the seed sample (examples/distributed_main.py, unchanged) on 2 ranks under shardlite's
+launcher and under Open MPI's mpirun."""
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import IN_CI, REPO
+from launching import (SAMPLE, launch, launch_env, rank_lines, row_split_models, sample_values,
+                       wait_gone)
+
+PRINT_ENV = ("import os; print(' '.join(os.environ.get(k, '-') for k in ('SHARDLITE_RANK', "
+             "'SHARDLITE_WORLD_SIZE', 'SHARDLITE_LOCAL_RANK', 'SHARDLITE_JOB_ID', "
+             "'SHARDLITE_COMM_TIMEOUT', 'SHARDLITE_COMM_BACKEND')))")
+
+
+def env_of_ranks(proc, n):
+    return {r: rank_lines(proc.stdout, r)[0].split() for r in range(n)}
+
+
+def test_environment_of_each_rank():
+    proc, _ = launch(["-n", 3, sys.executable, "-c", PRINT_ENV])
+    assert proc.returncode == 0, proc.stderr
+    ranks = env_of_ranks(proc, 3)
+    for r, (rank, size, local, job, timeout, backend) in ranks.items():
+        assert (rank, size, local, timeout, backend) == (str(r), "3", str(r), "-", "-")
+        assert re.fullmatch(r"[A-Za-z0-9]+", job)
+    assert len({v[3] for v in ranks.values()}) == 1
+    # a new job id per launch
+    again, _ = launch(["-n", 1, sys.executable, "-c", PRINT_ENV])
+    assert rank_lines(again.stdout, 0)[0].split()[3] != ranks[0][3]
+
+
+def test_timeout_option_and_module_entry():
+    # the ranks run on this host over shared memory (MPI jobs start with mpirun instead)
+    proc, _ = launch(["-n", 2, "--timeout", 7.5, "--",
+                      sys.executable, "-c", PRINT_ENV], entry=("-m", "shardlite.launch"))
+    assert proc.returncode == 0, proc.stderr
+    for values in env_of_ranks(proc, 2).values():
+        assert values[4:] == ["7.5", "-"]
+
+
+def test_prefixes_and_no_prefix():
+    code = "import sys; print('out'); print('err', file=sys.stderr); print('tail', end='')"
+    proc, _ = launch(["-n", 2, sys.executable, "-c", code])
+    assert proc.returncode == 0, proc.stderr
+    for r in (0, 1):
+        assert rank_lines(proc.stdout, r) == ["out", "tail"]
+        assert rank_lines(proc.stderr, r) == ["err"]
+    plain, _ = launch(["-n", 2, "--no-prefix", sys.executable, "-c", code])
+    assert plain.returncode == 0, plain.stderr
+    assert (plain.stdout.count("out"), plain.stdout.count("tail")) == (2, 2), plain.stdout
+    assert "[" not in plain.stdout + plain.stderr
+
+
+@pytest.mark.parametrize("how, status, says", [
+    ("sys.exit(3)", 3, "exited with code 3"),
+    ("os.kill(os.getpid(), signal.SIGSEGV)", 128 + signal.SIGSEGV, "was killed by SIGSEGV"),
+])
+def test_failing_rank_sets_the_exit_status_and_stops_the_others(how, status, says):
+    code = ("import os, signal, sys, time\n"
+            "if os.environ['SHARDLITE_RANK'] == '1':\n"
+            f"    {how}\n"
+            "time.sleep(60)\n")
+    proc, wall = launch(["-n", 3, sys.executable, "-c", code])
+    assert proc.returncode == status, proc.stderr
+    assert wall < 15
+    assert proc.stderr.splitlines()[-1] == f"shardlite launch: rank 1 {says}"
+
+
+def test_success_and_bad_arguments():
+    proc, _ = launch(["-n", 2, sys.executable, "-c", "pass"])
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    missing, _ = launch(["-n", 2, "/nonexistent/program"])
+    assert missing.returncode == 127 and "cannot start /nonexistent/program" in missing.stderr
+    for bad in (["-n", 0, "true"], ["-n", 2], ["-n", 2, "--timeout", "0", "true"]):
+        proc, _ = launch(bad)
+        assert proc.returncode != 0 and proc.stderr, bad
+
+
+def test_sigterm_to_the_launcher_reaches_every_rank(tmp_path):
+    # each rank notes its pid, then waits; on SIGTERM it writes a marker and exits 0
+    code = ("import os, signal, sys, time\n"
+            f"d = {str(tmp_path)!r}\n"
+            "r = os.environ['SHARDLITE_RANK']\n"
+            "def on_term(sig, frame):\n"
+            "    open(os.path.join(d, 'term' + r), 'w').close()\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, on_term)\n"
+            "open(os.path.join(d, 'pid' + r), 'w').write(str(os.getpid()))\n"
+            "time.sleep(60)\n")
+    launcher = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
+                                 sys.executable, "-c", code], cwd=str(REPO), env=launch_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pid_files = [tmp_path / "pid0", tmp_path / "pid1"]
+    deadline = time.monotonic() + 20
+    while not all(p.exists() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline and launcher.poll() is None, launcher.communicate()
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    launcher.send_signal(signal.SIGTERM)
+    _, err = launcher.communicate(timeout=15)
+    assert time.monotonic() - t0 < 5
+    assert launcher.returncode == 128 + signal.SIGTERM, err
+    assert "received SIGTERM" in err
+    assert (tmp_path / "term0").exists() and (tmp_path / "term1").exists()
+    assert not wait_gone([int(p.read_text()) for p in pid_files])
+
+
+# ---- the seed sample on 2 ranks ----
+
+W = np.random.default_rng(11).uniform(-1, 1, (8, 5)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def sample_models(mslite, tmp_path_factory):
+    """Matmul0/Matmul1.mindir: rank r holds rows 4r..4r+3 of W and AllReduces x_r @ W_r, so with
+    the sample's inputs of ones each rank prints ones([2, 8]) @ W."""
+    return row_split_models(tmp_path_factory.mktemp("sample"), W)
+
+
+def check_sample_output(text, prefixed):
+    want = (np.ones((2, 8), np.float32) @ W).ravel()[:10]
+    if prefixed:
+        outputs = [rank_lines(text, r) for r in (0, 1)]
+    else:  # mpirun's output: both ranks' lines, interleaved; the ranks print the same
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        names = [ln for ln in lines if ln.startswith("tensor's name")]
+        data = [ln for ln in lines if ln.startswith("output data is:")]
+        assert len(names) == len(data) == 2 == len(lines) / 2, text
+        outputs = [list(pair) for pair in zip(names, data)]
+    for lines in outputs:
+        assert re.fullmatch(r"tensor's name is:\S+ data size is:40 tensor elements num is:10",
+                            lines[0]), lines
+        np.testing.assert_allclose(sample_values(lines), want, rtol=1e-5, atol=1e-5)
+
+
+def test_seed_sample_under_shardlite_launch(sample_models):
+    proc, _ = launch(["-n", 2, sys.executable, SAMPLE, f"--model_path={sample_models}"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    check_sample_output(proc.stdout, prefixed=True)
+
+
+def test_seed_sample_under_mpirun(sample_models):
+    mpirun = shutil.which("mpirun")
+    if not mpirun:
+        if IN_CI:
+            pytest.fail("mpirun is missing (CI=true)")
+        pytest.skip("mpirun is missing")
+    # each rank's output reaches mpirun in one piece (block-buffered until exit)
+    env = launch_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    proc = subprocess.run([mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "2",
+                           sys.executable, str(SAMPLE), f"--model_path={sample_models}"],
+                          cwd=str(REPO), env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    check_sample_output(proc.stdout, prefixed=False)
