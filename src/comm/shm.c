@@ -42,9 +42,15 @@ typedef struct fingerprint {
     int32_t root, peer, tag;
 } fingerprint;
 
+/* "my input for collective `seq` is published", with its fingerprint in the same cache line
+ * (one miss per peer to learn both) */
+typedef struct ready_line {
+    _Alignas(LINE) _Atomic uint64_t seq;
+    fingerprint fp;
+} ready_line;
+
 typedef struct member_ctl {
-    _Alignas(LINE) _Atomic uint64_t ready;
-    _Alignas(LINE) fingerprint fp[2]; /* by parity of the sequence number */
+    ready_line ready[2]; /* by parity of the sequence number */
     _Alignas(LINE) _Atomic uint64_t reduced;
     _Alignas(LINE) _Atomic uint64_t done;
 } member_ctl;
@@ -80,6 +86,7 @@ typedef struct shm_comm {
     uint8_t *data;     /* [n] x (2 buffers + 2 results) x slot */
     uint8_t *p2p_data; /* [n * n] x P2P_BYTES */
     uint64_t seq;      /* collectives run so far */
+    uint64_t done_seen[SL_COMM_MAX_RANKS]; /* the members' `done` as last read (it only grows) */
     uint64_t sent[SL_COMM_MAX_RANKS], received[SL_COMM_MAX_RANKS]; /* p2p messages per peer */
 } shm_comm;
 
@@ -133,14 +140,20 @@ static sl_status fail(shm_comm *c, sl_status st)
     return st;
 }
 
-/* Waits until *flag(member) >= target for every member. Spins briefly, then yields, then
- * sleeps; checks the deadline, the abort flag and that the awaited ranks are alive. */
-static sl_status wait_all(shm_comm *c, size_t field, uint64_t target, const char *what)
+/* Waits until *flag(member) >= target for every member (seen: values read before, skipped when
+ * already enough; may be NULL). Spins briefly, then yields, then sleeps; checks the deadline,
+ * the abort flag and that the awaited ranks are alive. */
+static sl_status wait_all(shm_comm *c, size_t field, uint64_t target, uint64_t *seen,
+                          const char *what)
 {
     double start = 0, last_check = 0;
     for (int m = 0; m < c->n; m++) {
         _Atomic uint64_t *flag = (_Atomic uint64_t *)((char *)&c->ctl[m] + field);
-        for (unsigned spins = 0; atomic_load_explicit(flag, memory_order_acquire) < target;
+        if (seen && seen[m] >= target) {
+            continue;
+        }
+        uint64_t v;
+        for (unsigned spins = 0; (v = atomic_load_explicit(flag, memory_order_acquire)) < target;
              spins++) {
             if (spins < 256) {
                 continue;
@@ -161,17 +174,17 @@ static sl_status wait_all(shm_comm *c, size_t field, uint64_t target, const char
                     if (!alive(pid)) {
                         return fail(c, sl_error(SL_ERR_STATE,
                                                 "rank %d (pid %d) died while rank %d waited "
-                                                "for it (%s)",
+                                                "for it (%s, collective #%llu)",
                                                 c->world_ranks[m], pid, c->world_ranks[c->me],
-                                                what));
+                                                what, (unsigned long long)c->seq));
                     }
                 }
                 if (t - start > c->timeout) {
                     return fail(c, sl_error(SL_ERR_STATE,
-                                            "rank %d waited %.0f s for rank %d (%s): deadline "
-                                            "passed (SHARDLITE_COMM_TIMEOUT)",
+                                            "rank %d waited %.0f s for rank %d (%s, collective "
+                                            "#%llu): deadline passed (SHARDLITE_COMM_TIMEOUT)",
                                             c->world_ranks[c->me], c->timeout,
-                                            c->world_ranks[m], what));
+                                            c->world_ranks[m], what, (unsigned long long)c->seq));
                 }
                 if (t - start > 0.05) {
                     struct timespec ts = {0, 50000};
@@ -181,11 +194,20 @@ static sl_status wait_all(shm_comm *c, size_t field, uint64_t target, const char
             }
             sched_yield();
         }
+        if (seen) {
+            seen[m] = v;
+        }
     }
     return SL_OK;
 }
 
-#define WAIT_ALL(c, field, target, what) wait_all(c, offsetof(member_ctl, field), target, what)
+/* Before writing the buffers of collective seq: everyone has read those of seq - 2. */
+static sl_status wait_reusable(shm_comm *c, uint64_t seq)
+{
+    return seq > 2 ? wait_all(c, offsetof(member_ctl, done), seq - 2, c->done_seen,
+                              "the buffer it is about to reuse")
+                   : SL_OK;
+}
 
 /* ---- rendezvous ---- */
 
@@ -527,23 +549,20 @@ static const char *const kind_names[] = {"AllReduce", "AllGather", "ReduceScatte
 static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq, const void *in,
                          size_t bytes)
 {
-    if (seq > 2) {
-        SL_TRY(WAIT_ALL(c, done, seq - 2, "the buffer it is about to reuse"));
-    }
-    fingerprint *fp = &c->ctl[c->me].fp[seq & 1];
+    SL_TRY(wait_reusable(c, seq));
+    ready_line *line = &c->ctl[c->me].ready[seq & 1];
+    fingerprint *fp = &line->fp;
     *fp = (fingerprint){.seq = seq, .count = d->count, .kind = (uint32_t)d->kind,
                         .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
                         .root = d->root};
     if (in && bytes) {
         memcpy(buffer(c, c->me, 0, seq), in, bytes);
     }
-    atomic_store_explicit(&c->ctl[c->me].ready, seq, memory_order_release);
-    char what[96];
-    snprintf(what, sizeof what, "collective #%llu, %s", (unsigned long long)seq,
-             kind_names[d->kind]);
-    SL_TRY(wait_all(c, offsetof(member_ctl, ready), seq, what));
+    atomic_store_explicit(&line->seq, seq, memory_order_release);
+    SL_TRY(wait_all(c, offsetof(member_ctl, ready) + (seq & 1) * sizeof(ready_line), seq, NULL,
+                    kind_names[d->kind]));
     for (int m = 0; m < c->n; m++) {
-        const fingerprint *o = &c->ctl[m].fp[seq & 1];
+        const fingerprint *o = &c->ctl[m].ready[seq & 1].fp;
         if (o->seq != seq || o->kind != fp->kind || o->dtype != fp->dtype ||
             o->count != fp->count || o->reduce != fp->reduce || o->root != fp->root) {
             char mine[128], theirs[128];
@@ -594,7 +613,8 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
                        d->reduce);
             }
             atomic_store_explicit(&c->ctl[c->me].reduced, seq, memory_order_release);
-            SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, "its share of a reduction"));
+            SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, NULL,
+                            "its share of a reduction"));
             for (int m = 0; m < c->n; m++) {
                 size_t mlo = share * (size_t)m, mhi = mlo + share < n ? mlo + share : n;
                 if (mhi > mlo) {
@@ -624,9 +644,7 @@ static sl_status run_chunked(shm_comm *c, const sl_coll_desc *d, const void *in,
         uint64_t seq = ++c->seq;
         int publishing = d->kind != SL_COLL_BROADCAST || c->me == d->root;
         /* gather this piece of each chunk contiguously into the buffer */
-        if (seq > 2) {
-            SL_TRY(WAIT_ALL(c, done, seq - 2, "the buffer it is about to reuse"));
-        }
+        SL_TRY(wait_reusable(c, seq));
         if (publishing) {
             uint8_t *buf = buffer(c, c->me, 0, seq);
             const uint8_t *src_in = d->kind == SL_COLL_BROADCAST ? out : in;
