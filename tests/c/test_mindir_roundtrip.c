@@ -25,7 +25,6 @@
 
 /* ---- helpers ---- */
 
-static char tmp_root[64];
 
 #define PATH_LEN 1024
 
@@ -39,26 +38,8 @@ static void fmt(char *buf, const char *f, ...)
     va_end(ap);
 }
 
-static int remove_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(tmp_root, sizeof tmp_root, "/tmp/sl_mindir_rt_XXXXXX");
-    return mkdtemp(tmp_root) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+#define TMPDIR_NAME "mindir_rt"
+#include "tmpdir.h"
 
 static int file_exists(const char *path)
 {

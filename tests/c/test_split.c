@@ -19,28 +19,9 @@
 #include "graph/split.h"
 #include "shardlite/shardlite.h"
 
-static char tmp_root[64];
 
-static int remove_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(tmp_root, sizeof tmp_root, "/tmp/sl_split_XXXXXX");
-    return mkdtemp(tmp_root) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+#define TMPDIR_NAME "split"
+#include "tmpdir.h"
 
 /* ---- graph building ---- */
 static int add_act(sl_graph *g, const char *name)
