@@ -182,3 +182,32 @@ class Converter:
     """No conversion needed: convert() raises RuntimeError."""
     def convert(self, fmk_type: FmkType, model_file: str, output_file: str,
                 weight_file: str = "", config_file: str = "") -> None: ...
+
+class WeightSplit:
+    """How split treated one weight: axis (None: replicated), role, bytes, rank_bytes."""
+    name: str
+    axis: int | None
+    role: str
+    bytes: int
+    rank_bytes: list[int]
+    @property
+    def split(self) -> bool: ...
+
+class SplitReport:
+    """What split did: ranks, files, weights, all_reduces, all_gathers per inference."""
+    ranks: int
+    files: list[str]
+    weights: list[WeightSplit]
+    all_reduces: int
+    all_gathers: int
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def sharded_bytes(self) -> int: ...
+    @property
+    def sharded_share(self) -> float: ...
+    def rank_bytes(self, rank: int) -> int: ...
+
+def split(model_path: str, n: int, out_dir: str, strategy: str | dict | None = None,
+          progress: bool | None = None) -> SplitReport:
+    """Cuts a full MindIR model into n tensor-parallel rank models out_dir/<stem><r>.mindir."""
