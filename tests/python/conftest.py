@@ -191,3 +191,24 @@ def machine_concurrency_ratio(trials=3):
     data = bytes(8 << 20)
     work = lambda: hashlib.sha256(data).digest()  # noqa: E731
     return min(concurrency_ratio([work, work], 3) for _ in range(trials))
+
+
+def run_in_threads(work, n=4):
+    """Runs work(i) in n threads at once; re-raises the first exception any of them raised."""
+    import threading
+
+    errors = []
+
+    def guarded(i):
+        try:
+            work(i)
+        except Exception as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]

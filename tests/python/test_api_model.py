@@ -2,12 +2,11 @@
 build_from_file in their order, config files and config_dict, get_model_info, get_inputs/outputs,
 predict (Tensors, numpy arrays, outputs=), resize, update_weights and thread safety."""
 
-import threading
 
 import numpy as np
 import pytest
 
-from conftest import concurrency_ratio, machine_concurrency_ratio, matmul_builder
+from conftest import concurrency_ratio, machine_concurrency_ratio, matmul_builder, run_in_threads
 from shardlite.builder import GraphBuilder, Msg
 
 
@@ -470,24 +469,15 @@ def test_update_weights_errors(mslite, tmp_model):
 def test_concurrent_predicts_on_one_model(mslite, matmul_model):
     path, w = matmul_model(in_shape=[8, 4])
     model = build(mslite, path)
-    errors = []
 
     def work(seed):
         rng = np.random.default_rng(seed)
-        try:
-            for _ in range(100):
-                x = rng.uniform(-1, 1, (8, 4)).astype(np.float32)
-                y = out_np(model.predict([x]))
-                np.testing.assert_allclose(y, x @ w, rtol=1e-5, atol=1e-5)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for _ in range(100):
+            x = rng.uniform(-1, 1, (8, 4)).astype(np.float32)
+            y = out_np(model.predict([x]))
+            np.testing.assert_allclose(y, x @ w, rtol=1e-5, atol=1e-5)
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_in_threads(work)
 
 
 def heavy_model(tmp_model):

@@ -2,12 +2,12 @@
 (shared/reference/mslite_api.md, "Other public names")."""
 
 import json
-import threading
 
 import numpy as np
 import pytest
 
-from conftest import concurrency_ratio, machine_concurrency_ratio, matmul_builder, run_python
+from conftest import (concurrency_ratio, machine_concurrency_ratio, matmul_builder, run_in_threads,
+                      run_python)
 from shardlite.builder import GraphBuilder
 
 
@@ -88,24 +88,15 @@ def test_runner_concurrent_predicts_are_correct(mslite, matmul_model):
     path, w = matmul_model(in_shape=[8, 4])
     runner = mslite.ModelParallelRunner()
     runner.build_from_file(str(path), runner_context(mslite, 2))
-    errors = []
 
     def work(seed):
         rng = np.random.default_rng(seed)
-        try:
-            for _ in range(50):
-                x = rng.uniform(-1, 1, (8, 4)).astype(np.float32)
-                (y,) = runner.predict([mslite.Tensor(x)])
-                np.testing.assert_allclose(y.get_data_to_numpy(), x @ w, rtol=1e-5, atol=1e-5)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for _ in range(50):
+            x = rng.uniform(-1, 1, (8, 4)).astype(np.float32)
+            (y,) = runner.predict([mslite.Tensor(x)])
+            np.testing.assert_allclose(y.get_data_to_numpy(), x @ w, rtol=1e-5, atol=1e-5)
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_in_threads(work)
 
 
 @pytest.fixture(scope="module")
