@@ -586,6 +586,8 @@ static void finish(shm_comm *c, uint64_t seq)
     atomic_store_explicit(&c->ctl[c->me].done, seq, memory_order_release);
 }
 
+/* The other members read this rank's input from its buffer; it reads its own from `in`
+ * (private memory: no copy). Two-shot pieces publish only the shares the others reduce. */
 static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *in, void *out)
 {
     size_t esz = sl_dtype_size(d->dtype);
@@ -594,20 +596,30 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
     for (size_t off = 0; off < d->count || off == 0; off += per_piece) {
         size_t n = d->count - off < per_piece ? d->count - off : per_piece;
         uint64_t seq = ++c->seq;
-        SL_TRY(publish(c, d, seq, (const char *)in + off * esz, n * esz));
+        const char *mine = (const char *)in + off * esz;
         char *dst = (char *)out + off * esz;
         if (n * esz <= ONE_SHOT_MAX || n < (size_t)c->n) {
+            SL_TRY(publish(c, d, seq, mine, n * esz));
             for (int m = 0; m < c->n; m++) {
                 src[m] = buffer(c, m, 0, seq);
+            }
+            if (in != out) { /* in place, dst overwrites the input while it is reduced */
+                src[c->me] = mine;
             }
             reduce(dst, src, c->n, n, d->dtype, d->reduce);
         } else {
             /* two-shot: member i reduces share i, then everyone gathers the shares */
             size_t share = (n + (size_t)c->n - 1) / (size_t)c->n;
             size_t lo = share * (size_t)c->me, hi = lo + share < n ? lo + share : n;
+            SL_TRY(wait_reusable(c, seq));
+            uint8_t *buf = buffer(c, c->me, 0, seq);
+            memcpy(buf, mine, lo * esz);
+            memcpy(buf + hi * esz, mine + hi * esz, (n - hi) * esz);
+            SL_TRY(publish(c, d, seq, NULL, 0));
             for (int m = 0; m < c->n; m++) {
                 src[m] = buffer(c, m, 0, seq) + lo * esz;
             }
+            src[c->me] = mine + lo * esz;
             if (hi > lo) {
                 reduce(buffer(c, c->me, 1, seq) + lo * esz, src, c->n, hi - lo, d->dtype,
                        d->reduce);

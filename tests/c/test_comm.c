@@ -91,6 +91,10 @@ static uint64_t run_all(int rank, int n)
             }
             CHECK(memcmp(out, want, count * sizeof *out) == 0);
             sum ^= checksum(out, count * sizeof *out);
+            /* in place: the same result */
+            fill(out, count, rank, call);
+            CHECK(sl_comm_run(c, &d, out, out) == SL_OK);
+            CHECK(memcmp(out, want, count * sizeof *out) == 0);
         }
         /* AllGather: rank order */
         call++;
