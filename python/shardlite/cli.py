@@ -131,7 +131,7 @@ def _split(args):
 
 def _parser():
     parser = argparse.ArgumentParser(prog="shardlite",
-                                     description="Inspect or run a MindSpore MindIR model.")
+                                     description="Inspect, run and split MindSpore MindIR models, and launch distributed jobs.")
     parser.add_argument("--version", action="version", version=f"shardlite {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="show a model's inputs, outputs, ops and weights")
