@@ -247,7 +247,12 @@ static PyObject *model_resize(PyObject *obj, PyObject *shapes)
         PyErr_Format(PyExc_TypeError, "dims must be list, but got %R.", (PyObject *)Py_TYPE(shapes));
         return NULL;
     }
-    Py_ssize_t n = PySequence_Size(shapes);
+    /* an immutable copy: parsing an item may run Python code that changes the list */
+    shapes = PySequence_Tuple(shapes);
+    if (shapes == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(shapes);
     /* One block: the dims of every input, then the per-input pointers and ranks. */
     size_t count = n > 0 ? (size_t)n : 1;
     int64_t *dims = PyMem_Calloc(count, SL_MAX_DIMS * sizeof(int64_t));
@@ -260,7 +265,7 @@ static PyObject *model_resize(PyObject *obj, PyObject *shapes)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         rows[i] = dims + (size_t)i * SL_MAX_DIMS;
-        if (parse_shape(PySequence_Fast_GET_ITEM(shapes, i), i, dims + (size_t)i * SL_MAX_DIMS,
+        if (parse_shape(PyTuple_GET_ITEM(shapes, i), i, dims + (size_t)i * SL_MAX_DIMS,
                         &ranks[i]) < 0) {
             goto done;
         }
@@ -284,6 +289,7 @@ done:
     PyMem_Free(dims);
     PyMem_Free(rows);
     PyMem_Free(ranks);
+    Py_DECREF(shapes);
     return result;
 }
 
@@ -318,10 +324,17 @@ static int gather(sl_py_model *self, sl_py_state *state, PyObject *item, Py_ssiz
     if (PyObject_TypeCheck(item, state->tensor_base)) {
         sl_py_tensor_base *base = (sl_py_tensor_base *)item;
         src = base->data;
-        declared = base->dtype != NULL ? PyLong_AsLong(base->dtype) : -1;
-        if (src == NULL || (declared == -1 && PyErr_Occurred())) {
+        /* only the holders shardlite makes, and an int dtype: no user code runs here, under
+         * the model's lock */
+        int known = src != NULL && (Py_IS_TYPE(src, state->tensor_type) ||
+                                    Py_IS_TYPE(src, state->buffer_type) ||
+                                    (state->ndarray_type != NULL &&
+                                     Py_IS_TYPE(src, (PyTypeObject *)state->ndarray_type)));
+        declared = base->dtype != NULL && PyLong_Check(base->dtype) ? PyLong_AsLong(base->dtype)
+                                                                    : -1;
+        if (!known || declared == -1) {
             PyErr_Clear();
-            predict_failed("inputs[%zd] is a Tensor without data", i);
+            predict_failed("inputs[%zd] is a Tensor without valid data", i);
             return -1;
         }
         if (Py_IS_TYPE(src, state->tensor_type)) {
@@ -504,12 +517,20 @@ static PyObject *model_run(PyObject *obj, PyObject *inputs)
     if (feeds == NULL) {
         return PyErr_NoMemory();
     }
+    /* an immutable copy: the items stay alive and in place whatever other threads do */
+    inputs = PySequence_Tuple(inputs);
+    if (inputs == NULL) {
+        if (feeds != small) {
+            PyMem_Free(feeds);
+        }
+        return NULL;
+    }
     memset(feeds, 0, (size_t)(n > 0 ? n : 0) * sizeof(feed));
     PyObject *list = NULL;
     sl_py_lock(self);
     int resize = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (gather(self, state, PySequence_Fast_GET_ITEM(inputs, i), i, &feeds[i]) < 0) {
+        if (gather(self, state, PyTuple_GET_ITEM(inputs, i), i, &feeds[i]) < 0) {
             goto done;
         }
         if (!feeds[i].inplace && !same_shape(sl_model_input(self->model, (size_t)i),
@@ -558,6 +579,7 @@ done:
     if (feeds != small) {
         PyMem_Free(feeds);
     }
+    Py_DECREF(inputs);
     return list;
 }
 
@@ -581,11 +603,11 @@ static PyObject *model_save(PyObject *obj, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     sl_status st;
+    sl_py_lock(self); /* takes the GIL-free wait itself: call it holding the GIL */
     Py_BEGIN_ALLOW_THREADS
-    sl_py_lock(self);
     st = sl_model_save(self->model, PyBytes_AS_STRING(path_obj), external);
-    sl_py_unlock(self);
     Py_END_ALLOW_THREADS
+    sl_py_unlock(self);
     Py_DECREF(path_obj);
     return st == SL_OK ? Py_NewRef(Py_None) : sl_py_raise(st);
 }

@@ -242,12 +242,17 @@ static PyObject *split(PyObject *module, PyObject *args)
     (void)module;
     const char *path, *out_dir;
     int n, progress;
-    PyObject *rules;
-    if (!PyArg_ParseTuple(args, "sisO!p:_split", &path, &n, &out_dir, &PyList_Type, &rules,
+    PyObject *rule_list;
+    if (!PyArg_ParseTuple(args, "sisO!p:_split", &path, &n, &out_dir, &PyList_Type, &rule_list,
                           &progress)) {
         return NULL;
     }
-    Py_ssize_t n_rules = PyList_GET_SIZE(rules);
+    /* an immutable copy: its strings stay alive while the split runs without the GIL */
+    PyObject *rules = PyList_AsTuple(rule_list);
+    if (rules == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n_rules = PyTuple_GET_SIZE(rules);
     const char **names = PyMem_Calloc((size_t)n_rules + 1, sizeof *names);
     int *axes = PyMem_Calloc((size_t)n_rules + 1, sizeof *axes);
     PyObject *result = NULL;
@@ -256,8 +261,7 @@ static PyObject *split(PyObject *module, PyObject *args)
         goto done;
     }
     for (Py_ssize_t i = 0; i < n_rules; i++) {
-        /* the names stay alive with the list, which the caller holds */
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(rules, i), "si:rule", &names[i], &axes[i])) {
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(rules, i), "si:rule", &names[i], &axes[i])) {
             goto done;
         }
     }
@@ -275,6 +279,7 @@ static PyObject *split(PyObject *module, PyObject *args)
 done:
     PyMem_Free(names);
     PyMem_Free(axes);
+    Py_DECREF(rules);
     return result;
 }
 

@@ -245,11 +245,12 @@ static void layout(shm_comm *c)
     }
 }
 
+/* SHARDLITE_SHM_SLOT_BYTES, within [4 KiB, 1 GiB] (else the default) */
 static size_t slot_bytes(void)
 {
     const char *s = getenv("SHARDLITE_SHM_SLOT_BYTES");
-    long v = s ? atol(s) : 0;
-    return v >= 4096 ? align_up((size_t)v, LINE) : DEFAULT_SLOT_BYTES;
+    long long v = s ? atoll(s) : 0;
+    return v >= 4096 && v <= (1ll << 30) ? align_up((size_t)v, LINE) : DEFAULT_SLOT_BYTES;
 }
 
 static sl_status create_segment(shm_comm *c)
