@@ -23,7 +23,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <linux/futex.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +55,7 @@ typedef struct member_ctl {
     ready_line ready[2]; /* by parity of the sequence number */
     _Alignas(LINE) _Atomic uint64_t reduced;
     _Alignas(LINE) _Atomic uint64_t done;
+    _Alignas(LINE) _Atomic uint32_t sleepers; /* ranks asleep on one of this member's flags */
 } member_ctl;
 
 typedef struct p2p_ctl {
@@ -140,60 +143,91 @@ static sl_status fail(shm_comm *c, sl_status st)
     return st;
 }
 
-/* Waits until *flag(member) >= target for every member (seen: values read before, skipped when
- * already enough; may be NULL). Spins briefly, then yields, then sleeps; checks the deadline,
- * the abort flag and that the awaited ranks are alive. */
+static long futex(_Atomic uint64_t *flag, int op, uint32_t val, const struct timespec *timeout)
+{
+    /* the low half of the 64-bit flag (x86-64 is little-endian); shared, not private */
+    return syscall(SYS_futex, (uint32_t *)flag, op, val, timeout, NULL, 0);
+}
+
+/* Sets one of this rank's flags and wakes the ranks asleep on it. (Sequentially consistent, so
+ * a waiter that announced itself in `sleepers` before its last look is seen here.) */
+static void set_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t v)
+{
+    atomic_store(flag, v);
+    if (atomic_load(&c->ctl[c->me].sleepers)) {
+        futex(flag, FUTEX_WAKE, INT32_MAX, NULL);
+    }
+}
+
+/* Waits until *flag >= target, member m writing the flag, and returns its value in *value.
+ * Spins, then yields for a few microseconds, then sleeps on a futex (a millisecond at a time,
+ * woken by set_flag): ranks that outnumber the cores hand theirs to the rank they wait for.
+ * Checks the abort flag, the deadline and that m is alive. */
+static sl_status wait_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t target, int m,
+                          const char *what, uint64_t *value)
+{
+    uint64_t v;
+    double start = 0, last_check = 0;
+    for (unsigned spins = 0; (v = atomic_load_explicit(flag, memory_order_acquire)) < target;
+         spins++) {
+        if (spins < 256) {
+            continue;
+        }
+        double t = now_s();
+        if (start == 0) {
+            start = last_check = t;
+        }
+        int32_t ab = atomic_load(&c->hdr->aborted);
+        if (ab && ab != c->me + 1) {
+            return sl_error(SL_ERR_STATE, "rank %d failed: %s", c->world_ranks[ab - 1],
+                            c->hdr->abort_msg);
+        }
+        if (t - last_check > 0.01) {
+            last_check = t;
+            int32_t pid = atomic_load(&c->hdr->pids[m]);
+            if (!alive(pid)) {
+                return fail(c, sl_error(SL_ERR_STATE,
+                                        "rank %d (pid %d) died while rank %d waited for it (%s, "
+                                        "collective #%llu)",
+                                        c->world_ranks[m], pid, c->world_ranks[c->me], what,
+                                        (unsigned long long)c->seq));
+            }
+        }
+        if (t - start > c->timeout) {
+            return fail(c, sl_error(SL_ERR_STATE,
+                                    "rank %d waited %.0f s for rank %d (%s, collective #%llu): "
+                                    "deadline passed (SHARDLITE_COMM_TIMEOUT)",
+                                    c->world_ranks[c->me], c->timeout, c->world_ranks[m], what,
+                                    (unsigned long long)c->seq));
+        }
+        if (t - start < 20e-6) {
+            sched_yield();
+            continue;
+        }
+        atomic_fetch_add(&c->ctl[m].sleepers, 1);
+        v = atomic_load(flag);
+        if (v < target) {
+            struct timespec ms = {0, 1000000};
+            futex(flag, FUTEX_WAIT, (uint32_t)v, &ms);
+        }
+        atomic_fetch_sub(&c->ctl[m].sleepers, 1);
+    }
+    *value = v;
+    return SL_OK;
+}
+
+/* Waits until the flag at `field` of every member is >= target (seen: values read before,
+ * skipped when already enough; may be NULL). */
 static sl_status wait_all(shm_comm *c, size_t field, uint64_t target, uint64_t *seen,
                           const char *what)
 {
-    double start = 0, last_check = 0;
     for (int m = 0; m < c->n; m++) {
-        _Atomic uint64_t *flag = (_Atomic uint64_t *)((char *)&c->ctl[m] + field);
         if (seen && seen[m] >= target) {
             continue;
         }
         uint64_t v;
-        for (unsigned spins = 0; (v = atomic_load_explicit(flag, memory_order_acquire)) < target;
-             spins++) {
-            if (spins < 256) {
-                continue;
-            }
-            if (spins % 64 == 0) {
-                double t = now_s();
-                if (start == 0) {
-                    start = last_check = t;
-                }
-                int32_t ab = atomic_load(&c->hdr->aborted);
-                if (ab && ab != c->me + 1) {
-                    return sl_error(SL_ERR_STATE, "rank %d failed: %s",
-                                    c->world_ranks[ab - 1], c->hdr->abort_msg);
-                }
-                if (t - last_check > 0.01) {
-                    last_check = t;
-                    int32_t pid = atomic_load(&c->hdr->pids[m]);
-                    if (!alive(pid)) {
-                        return fail(c, sl_error(SL_ERR_STATE,
-                                                "rank %d (pid %d) died while rank %d waited "
-                                                "for it (%s, collective #%llu)",
-                                                c->world_ranks[m], pid, c->world_ranks[c->me],
-                                                what, (unsigned long long)c->seq));
-                    }
-                }
-                if (t - start > c->timeout) {
-                    return fail(c, sl_error(SL_ERR_STATE,
-                                            "rank %d waited %.0f s for rank %d (%s, collective "
-                                            "#%llu): deadline passed (SHARDLITE_COMM_TIMEOUT)",
-                                            c->world_ranks[c->me], c->timeout,
-                                            c->world_ranks[m], what, (unsigned long long)c->seq));
-                }
-                if (t - start > 0.05) {
-                    struct timespec ts = {0, 50000};
-                    nanosleep(&ts, NULL);
-                    continue;
-                }
-            }
-            sched_yield();
-        }
+        SL_TRY(wait_flag(c, (_Atomic uint64_t *)((char *)&c->ctl[m] + field), target, m, what,
+                         &v));
         if (seen) {
             seen[m] = v;
         }
@@ -559,7 +593,7 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq, const
     if (in && bytes) {
         memcpy(buffer(c, c->me, 0, seq), in, bytes);
     }
-    atomic_store_explicit(&line->seq, seq, memory_order_release);
+    set_flag(c, &line->seq, seq);
     SL_TRY(wait_all(c, offsetof(member_ctl, ready) + (seq & 1) * sizeof(ready_line), seq, NULL,
                     kind_names[d->kind]));
     for (int m = 0; m < c->n; m++) {
@@ -584,7 +618,7 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq, const
 
 static void finish(shm_comm *c, uint64_t seq)
 {
-    atomic_store_explicit(&c->ctl[c->me].done, seq, memory_order_release);
+    set_flag(c, &c->ctl[c->me].done, seq);
 }
 
 /* The other members read this rank's input from its buffer; it reads its own from `in`
@@ -625,7 +659,7 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
                 reduce(buffer(c, c->me, 1, seq) + lo * esz, src, c->n, hi - lo, d->dtype,
                        d->reduce);
             }
-            atomic_store_explicit(&c->ctl[c->me].reduced, seq, memory_order_release);
+            set_flag(c, &c->ctl[c->me].reduced, seq);
             SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, NULL,
                             "its share of a reduction"));
             for (int m = 0; m < c->n; m++) {
@@ -699,39 +733,6 @@ static sl_status run_chunked(shm_comm *c, const sl_coll_desc *d, const void *in,
     return SL_OK;
 }
 
-static sl_status wait_p2p(shm_comm *c, _Atomic uint64_t *flag, uint64_t target, int peer,
-                          const char *what)
-{
-    double start = now_s();
-    for (unsigned spins = 0; atomic_load_explicit(flag, memory_order_acquire) < target; spins++) {
-        if (spins < 256) {
-            continue;
-        }
-        double t = now_s();
-        int32_t ab = atomic_load(&c->hdr->aborted);
-        if (ab && ab != c->me + 1) {
-            return sl_error(SL_ERR_STATE, "rank %d failed: %s", c->world_ranks[ab - 1],
-                            c->hdr->abort_msg);
-        }
-        int32_t pid = atomic_load(&c->hdr->pids[peer]);
-        if (!alive(pid)) {
-            return fail(c, sl_error(SL_ERR_STATE, "rank %d (pid %d) died during %s",
-                                    c->world_ranks[peer], pid, what));
-        }
-        if (t - start > c->timeout) {
-            return fail(c, sl_error(SL_ERR_STATE, "%s with rank %d: no progress in %.0f s",
-                                    what, c->world_ranks[peer], c->timeout));
-        }
-        if (t - start > 0.05) {
-            struct timespec ts = {0, 50000};
-            nanosleep(&ts, NULL);
-        } else {
-            sched_yield();
-        }
-    }
-    return SL_OK;
-}
-
 static sl_status run_p2p(shm_comm *c, const sl_coll_desc *d, const void *in, void *out)
 {
     if (d->peer < 0 || d->peer >= c->n || d->peer == c->me) {
@@ -747,14 +748,16 @@ static sl_status run_p2p(shm_comm *c, const sl_coll_desc *d, const void *in, voi
         size_t len = bytes - off < P2P_BYTES ? bytes - off : P2P_BYTES;
         if (send) {
             uint64_t k = ++c->sent[d->peer];
-            SL_TRY(wait_p2p(c, &pc->acked, k - 1, d->peer, "Send"));
+            uint64_t v;
+            SL_TRY(wait_flag(c, &pc->acked, k - 1, d->peer, "Send", &v));
             memcpy(box, (const uint8_t *)in + off, len);
             pc->bytes = bytes;
             pc->tag = d->tag;
-            atomic_store_explicit(&pc->sent, k, memory_order_release);
+            set_flag(c, &pc->sent, k);
         } else {
             uint64_t k = ++c->received[d->peer];
-            SL_TRY(wait_p2p(c, &pc->sent, k, d->peer, "Receive"));
+            uint64_t v;
+            SL_TRY(wait_flag(c, &pc->sent, k, d->peer, "Receive", &v));
             if (pc->bytes != bytes || pc->tag != d->tag) {
                 return fail(c, sl_error(SL_ERR_STATE,
                                         "Receive from rank %d expects %zu bytes with tag %d, "
@@ -764,7 +767,7 @@ static sl_status run_p2p(shm_comm *c, const sl_coll_desc *d, const void *in, voi
                                         pc->tag));
             }
             memcpy((uint8_t *)out + off, box, len);
-            atomic_store_explicit(&pc->acked, k, memory_order_release);
+            set_flag(c, &pc->acked, k);
         }
         if (bytes == 0) {
             break;
