@@ -146,6 +146,20 @@ def matmul_builder(w, in_shape=None, graph="g", bias=None):
     return b
 
 
+def heavy_builder(seed):
+    """[256, 1024] @ W0 @ W1 with 1024x1024 weights (~1 GFLOP per predict): (builder, [W0, W1])."""
+    from shardlite.builder import GraphBuilder
+
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder("h")
+    h = b.input("x", [256, 1024], np.float32)
+    ws = [rng.standard_normal((1024, 1024)).astype(np.float32) / 32 for _ in range(2)]
+    for i, w in enumerate(ws):
+        h = b.op("MatMul", [h, b.param("w%d" % i, w)])
+    b.output(h)
+    return b, ws
+
+
 @pytest.fixture
 def matmul_model(tmp_model):
     """matmul_model(w=None, in_shape=None, bias=None) -> (path, w): a saved y = x @ w (+ bias)

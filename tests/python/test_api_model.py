@@ -6,7 +6,7 @@ predict (Tensors, numpy arrays, outputs=), resize, update_weights and thread saf
 import numpy as np
 import pytest
 
-from conftest import concurrency_ratio, machine_concurrency_ratio, matmul_builder, run_in_threads
+from conftest import concurrency_ratio, machine_concurrency_ratio, heavy_builder, matmul_builder, run_in_threads
 from shardlite.builder import GraphBuilder, Msg
 
 
@@ -482,13 +482,7 @@ def test_concurrent_predicts_on_one_model(mslite, matmul_model):
 
 def heavy_model(tmp_model):
     """[256, 1024] @ W0 @ W1 with 1024x1024 weights: ~1 GFLOP per predict."""
-    rng = np.random.default_rng(13)
-    b = GraphBuilder("h")
-    h = b.input("x", [256, 1024], np.float32)
-    ws = [rng.standard_normal((1024, 1024)).astype(np.float32) / 32 for _ in range(2)]
-    for i, w in enumerate(ws):
-        h = b.op("MatMul", [h, b.param("w%d" % i, w)])
-    b.output(h)
+    b, ws = heavy_builder(13)
     return tmp_model(b), ws
 
 

@@ -6,9 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import (concurrency_ratio, machine_concurrency_ratio, matmul_builder, run_in_threads,
-                      run_python)
-from shardlite.builder import GraphBuilder
+from conftest import (concurrency_ratio, heavy_builder, machine_concurrency_ratio, matmul_builder,
+                      run_in_threads, run_python)
 
 
 def msg(excinfo):
@@ -102,16 +101,10 @@ def test_runner_concurrent_predicts_are_correct(mslite, matmul_model):
 @pytest.fixture(scope="module")
 def heavy_path(tmp_path_factory):
     """[256, 1024] @ W0 @ W1 (1024x1024): ~1 GFLOP per predict; and its expected output."""
-    rng = np.random.default_rng(21)
-    b = GraphBuilder("h")
-    h = b.input("x", [256, 1024], np.float32)
-    ws = [rng.standard_normal((1024, 1024)).astype(np.float32) / 32 for _ in range(2)]
-    for i, w in enumerate(ws):
-        h = b.op("MatMul", [h, b.param("w%d" % i, w)])
-    b.output(h)
+    b, ws = heavy_builder(21)
     path = tmp_path_factory.mktemp("heavy") / "heavy.mindir"
     b.save(path)
-    x = rng.standard_normal((256, 1024)).astype(np.float32)
+    x = np.random.default_rng(22).standard_normal((256, 1024)).astype(np.float32)
     return path, x, x @ ws[0] @ ws[1]
 
 
