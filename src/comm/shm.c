@@ -3,9 +3,10 @@
  * Each member has two data buffers (used alternately by consecutive collectives, so a rank can
  * publish the next one while others still read the last), two result buffers for the two-shot
  * all-reduce, and control lines: `ready` (its input for collective s is published, with the
- * fingerprint of s beside it), `reduced` (its share of a two-shot reduction is done) and `done`
- * (it has finished reading the others' buffers for s). Flags are sequence numbers in separate
- * cache lines: no barriers. Every reduction adds the members' data in member order, so every
+ * fingerprint of s beside it) and `reduced` (its share of a two-shot reduction is done). Flags
+ * are sequence numbers in separate cache lines: no barriers. A member publishes s only after it
+ * has finished s - 1, and finishes s only after seeing every member publish s: so when a rank
+ * starts s + 1, everyone is done with s - 1, whose buffers s + 1 reuses (no `done` flag). Every reduction adds the members' data in member order, so every
  * rank gets bit-identical results. Messages larger than a buffer go in pieces.
  *
  * The segment is created by the group's first member (mode 0600, O_EXCL, space reserved with
@@ -26,6 +27,7 @@
 #include <linux/futex.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +39,14 @@
 #define P2P_BYTES (256u << 10)
 /* All-reduces up to this size go one-shot (every rank reduces everything). */
 #define ONE_SHOT_MAX (256u << 10)
+/* Buffers lie this far apart beyond their size: the same offset in two buffers (a reduction
+ * reads and writes several at once) falls in different cache sets. (Measured: without it a
+ * 512 KiB two-shot all-reduce took 3x as long.) */
+#define STAGGER (4096u + 256u)
+/* Single-copy all-reduces reduce this many bytes of each peer's share at a time. */
+#define COPY_BLOCK (128u << 10)
+
+static int32_t probe_word; /* holds this process's pid: what the peers read to test access */
 
 typedef struct fingerprint {
     uint64_t seq, count;
@@ -45,16 +55,18 @@ typedef struct fingerprint {
 } fingerprint;
 
 /* "my input for collective `seq` is published", with its fingerprint in the same cache line
- * (one miss per peer to learn both) */
+ * (one miss per peer to learn both), and for a single-copy all-reduce, where this rank's input
+ * and output lie in its own memory */
 typedef struct ready_line {
     _Alignas(LINE) _Atomic uint64_t seq;
     fingerprint fp;
+    uint64_t in, out;
 } ready_line;
 
 typedef struct member_ctl {
     ready_line ready[2]; /* by parity of the sequence number */
     _Alignas(LINE) _Atomic uint64_t reduced;
-    _Alignas(LINE) _Atomic uint64_t done;
+    _Alignas(LINE) _Atomic uint64_t gathered; /* single-copy: done reading the others' outputs */
     _Alignas(LINE) _Atomic uint32_t sleepers; /* ranks asleep on one of this member's flags */
 } member_ctl;
 
@@ -74,6 +86,8 @@ typedef struct shm_header {
     _Atomic int32_t aborted;  /* 0, or 1 + the member that failed */
     char abort_msg[512];
     _Atomic int32_t pids[SL_COMM_MAX_RANKS];
+    uint64_t probe[SL_COMM_MAX_RANKS];        /* address of a word holding the member's pid */
+    _Atomic int32_t can_read[SL_COMM_MAX_RANKS]; /* 0 not tested, 1 reads every peer, 2 cannot */
 } shm_header;
 
 typedef struct shm_comm {
@@ -89,7 +103,8 @@ typedef struct shm_comm {
     uint8_t *data;     /* [n] x (2 buffers + 2 results) x slot */
     uint8_t *p2p_data; /* [n * n] x P2P_BYTES */
     uint64_t seq;      /* collectives run so far */
-    uint64_t done_seen[SL_COMM_MAX_RANKS]; /* the members' `done` as last read (it only grows) */
+    int single_copy;   /* large all-reduces read the peers' memory directly (see open) */
+    uint8_t *tmp;      /* single-copy: [n] x COPY_BLOCK, the peers' blocks being reduced */
     uint64_t sent[SL_COMM_MAX_RANKS], received[SL_COMM_MAX_RANKS]; /* p2p messages per peer */
 } shm_comm;
 
@@ -101,7 +116,7 @@ static size_t align_up(size_t n, size_t a)
 static uint8_t *buffer(shm_comm *c, int member, int which, uint64_t seq)
 {
     /* which: 0 = data, 1 = result; two of each, by parity */
-    return c->data + ((size_t)member * 4 + (size_t)which * 2 + (seq & 1)) * c->slot;
+    return c->data + ((size_t)member * 4 + (size_t)which * 2 + (seq & 1)) * (c->slot + STAGGER);
 }
 
 static double now_s(void)
@@ -226,31 +241,15 @@ static sl_status wait_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t target,
     return SL_OK;
 }
 
-/* Waits until the flag at `field` of every member is >= target (seen: values read before,
- * skipped when already enough; may be NULL). */
-static sl_status wait_all(shm_comm *c, size_t field, uint64_t target, uint64_t *seen,
-                          const char *what)
+/* Waits until the flag at `field` of every member is >= target. */
+static sl_status wait_all(shm_comm *c, size_t field, uint64_t target, const char *what)
 {
     for (int m = 0; m < c->n; m++) {
-        if (seen && seen[m] >= target) {
-            continue;
-        }
         uint64_t v;
         SL_TRY(wait_flag(c, (_Atomic uint64_t *)((char *)&c->ctl[m] + field), target, m, what,
                          &v));
-        if (seen) {
-            seen[m] = v;
-        }
     }
     return SL_OK;
-}
-
-/* Before writing the buffers of collective seq: everyone has read those of seq - 2. */
-static sl_status wait_reusable(shm_comm *c, uint64_t seq)
-{
-    return seq > 2 ? wait_all(c, offsetof(member_ctl, done), seq - 2, c->done_seen,
-                              "the buffer it is about to reuse")
-                   : SL_OK;
 }
 
 /* ---- rendezvous ---- */
@@ -279,7 +278,7 @@ static void layout(shm_comm *c)
     size_t ctl = align_up(sizeof(shm_header), 4096);
     size_t p2p = ctl + align_up(sizeof(member_ctl) * (size_t)c->n, 4096);
     size_t data = p2p + align_up(sizeof(p2p_ctl) * (size_t)(c->n * c->n), 4096);
-    size_t p2p_data = data + (size_t)c->n * 4 * c->slot;
+    size_t p2p_data = data + (size_t)c->n * 4 * (c->slot + STAGGER);
     c->total = p2p_data + (size_t)(c->n * c->n) * P2P_BYTES;
     if (c->base) {
         c->ctl = (member_ctl *)(c->base + ctl);
@@ -295,6 +294,43 @@ static size_t slot_bytes(void)
     const char *s = getenv("SHARDLITE_SHM_SLOT_BYTES");
     long long v = s ? atoll(s) : 0;
     return v >= 4096 && v <= (1ll << 30) ? align_up((size_t)v, LINE) : DEFAULT_SLOT_BYTES;
+}
+
+/* Publishes this member's pid and the address of its probe word. */
+static void announce(shm_comm *c)
+{
+    probe_word = (int32_t)getpid();
+    c->hdr->probe[c->me] = (uint64_t)(uintptr_t)&probe_word;
+    atomic_store(&c->hdr->pids[c->me], probe_word);
+}
+
+/* Copies len bytes at address `from` in process pid to `to` (process_vm_readv). */
+static int read_peer(int32_t pid, void *to, uint64_t from, size_t len)
+{
+    while (len > 0) {
+        struct iovec local = {to, len}, remote = {(void *)(uintptr_t)from, len};
+        ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+        if (got <= 0) {
+            return -1;
+        }
+        to = (uint8_t *)to + got;
+        from += (uint64_t)got;
+        len -= (size_t)got;
+    }
+    return 0;
+}
+
+/* Whether this member can read every peer's memory (same user, no ptrace restriction). */
+static int can_read_peers(shm_comm *c)
+{
+    for (int m = 0; m < c->n; m++) {
+        int32_t pid = atomic_load(&c->hdr->pids[m]), word = 0;
+        if (m != c->me &&
+            (read_peer(pid, &word, c->hdr->probe[m], sizeof word) != 0 || word != pid)) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 static sl_status create_segment(shm_comm *c)
@@ -359,7 +395,7 @@ static sl_status create_segment(shm_comm *c)
         c->hdr->slot_bytes = c->slot;
         c->hdr->total_bytes = c->total;
         c->hdr->uid = getuid();
-        atomic_store(&c->hdr->pids[0], (int32_t)getpid());
+        announce(c);
         atomic_store(&c->hdr->attached, 1);
         atomic_store_explicit(&c->hdr->magic, SHM_MAGIC, memory_order_release);
         return SL_OK;
@@ -396,7 +432,7 @@ static sl_status attach_segment(shm_comm *c)
                                     c->name, c->hdr->n, (unsigned long long)c->hdr->slot_bytes,
                                     c->n, c->slot);
                 }
-                atomic_store(&c->hdr->pids[c->me], (int32_t)getpid());
+                announce(c);
                 atomic_fetch_add(&c->hdr->attached, 1);
                 return SL_OK;
             }
@@ -422,6 +458,7 @@ static void shm_close(void *state)
     if (c->base) {
         munmap(c->base, c->total);
     }
+    free(c->tmp);
     free(c);
 }
 
@@ -465,6 +502,37 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
         }
         if (me == 0) {
             shm_unlink(c->name);
+        }
+    }
+    if (st == SL_OK) {
+        /* Large all-reduces go single-copy when the members outnumber the cores (it waits on
+         * the others 3 times per message, the two-shot pieces twice per slot, and each wait costs
+         * a context switch then; with a core each, two-shot pieces that stay in the caches are
+         * faster) or SHARDLITE_SHM_SINGLE_COPY=1 says so (=0: never), and only if every member
+         * can read every other one. */
+        const char *env = getenv("SHARDLITE_SHM_SINGLE_COPY");
+        int want = env && *env ? strcmp(env, "0") != 0 : n > sysconf(_SC_NPROCESSORS_ONLN);
+        atomic_store(&c->hdr->can_read[me], want && can_read_peers(c) ? 1 : 2);
+        c->single_copy = 1;
+        double start = now_s();
+        for (int m = 0; m < n && st == SL_OK; m++) {
+            int32_t v;
+            while ((v = atomic_load(&c->hdr->can_read[m])) == 0 && st == SL_OK) {
+                int32_t ab = atomic_load(&c->hdr->aborted);
+                if (ab) {
+                    st = sl_error(SL_ERR_STATE, "rank %d failed: %s", ranks[ab - 1],
+                                  c->hdr->abort_msg);
+                } else if (now_s() - start > timeout) {
+                    st = sl_error(SL_ERR_STATE, "rendezvous on %s: rank %d never finished it",
+                                  c->name, ranks[m]);
+                }
+                sched_yield();
+            }
+            c->single_copy &= v == 1;
+        }
+        if (st == SL_OK && c->single_copy) {
+            c->tmp = malloc((size_t)n * COPY_BLOCK);
+            c->single_copy = c->tmp != NULL;
         }
     }
     if (st != SL_OK) {
@@ -518,19 +586,27 @@ static uint16_t float_to_half(float f, int bf16)
     return (uint16_t)(sign | (((r >> 23) - 112) << 10 | (r >> 13 & 1023)));
 }
 
+/* One pass over the output, a block at a time: every source of a block is read before the
+ * block is written, so `out` may be one of the sources (an in-place all-reduce reads its own
+ * input where it lies). */
+#define REDUCE_BLOCK 256
 #define REDUCE_LOOP(T, OP)                                                                    \
     do {                                                                                      \
-        T *o = out;                                                                           \
-        const T *s0 = src[0];                                                                 \
-        for (size_t i = 0; i < count; i++) {                                                  \
-            o[i] = s0[i];                                                                     \
-        }                                                                                     \
-        for (int m = 1; m < n; m++) {                                                         \
-            const T *s = src[m];                                                              \
-            for (size_t i = 0; i < count; i++) {                                              \
-                T a = o[i], b = s[i];                                                         \
-                o[i] = OP;                                                                    \
+        T *o = out, acc[REDUCE_BLOCK];                                                        \
+        for (size_t i0 = 0; i0 < count; i0 += REDUCE_BLOCK) {                                 \
+            size_t k = count - i0 < REDUCE_BLOCK ? count - i0 : REDUCE_BLOCK;                 \
+            const T *s0 = (const T *)src[0] + i0;                                             \
+            for (size_t i = 0; i < k; i++) {                                                  \
+                acc[i] = s0[i];                                                               \
             }                                                                                 \
+            for (int m = 1; m < n; m++) {                                                     \
+                const T *s = (const T *)src[m] + i0;                                          \
+                for (size_t i = 0; i < k; i++) {                                              \
+                    T a = acc[i], b = s[i];                                                   \
+                    acc[i] = OP;                                                              \
+                }                                                                             \
+            }                                                                                 \
+            memcpy(o + i0, acc, k * sizeof(T));                                               \
         }                                                                                     \
     } while (0)
 
@@ -594,7 +670,6 @@ static const char *const kind_names[] = {"AllReduce", "AllGather", "ReduceScatte
 static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq, const void *in,
                          size_t bytes)
 {
-    SL_TRY(wait_reusable(c, seq));
     ready_line *line = &c->ctl[c->me].ready[seq & 1];
     fingerprint *fp = &line->fp;
     *fp = (fingerprint){.seq = seq, .count = d->count, .kind = (uint32_t)d->kind,
@@ -604,7 +679,7 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq, const
         memcpy(buffer(c, c->me, 0, seq), in, bytes);
     }
     set_flag(c, &line->seq, seq);
-    SL_TRY(wait_all(c, offsetof(member_ctl, ready) + (seq & 1) * sizeof(ready_line), seq, NULL,
+    SL_TRY(wait_all(c, offsetof(member_ctl, ready) + (seq & 1) * sizeof(ready_line), seq,
                     kind_names[d->kind]));
     for (int m = 0; m < c->n; m++) {
         const fingerprint *o = &c->ctl[m].ready[seq & 1].fp;
@@ -626,9 +701,60 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq, const
     return SL_OK;
 }
 
-static void finish(shm_comm *c, uint64_t seq)
+/* A failed read of member m's memory: it has died (or unmapped the buffer). */
+static sl_status read_failed(shm_comm *c, int m, const char *what)
 {
-    set_flag(c, &c->ctl[c->me].done, seq);
+    return fail(c, sl_error(SL_ERR_STATE, "rank %d cannot read rank %d's %s (collective #%llu): %s",
+                            c->world_ranks[c->me], c->world_ranks[m], what,
+                            (unsigned long long)c->seq, strerror(errno)));
+}
+
+/* A large all-reduce with one copy: every member publishes where its input and output lie,
+ * member i reduces share i reading the others' inputs straight from their memory
+ * (process_vm_readv) into its own output, then every member copies the others' reduced shares
+ * from their outputs, and waits until everyone has done so (the buffers are the caller's
+ * again). No data goes through the segment. */
+static sl_status run_allreduce_single_copy(shm_comm *c, const sl_coll_desc *d, const void *in,
+                                           void *out)
+{
+    size_t esz = sl_dtype_size(d->dtype), n = d->count;
+    uint64_t seq = ++c->seq;
+    ready_line *line = &c->ctl[c->me].ready[seq & 1];
+    line->in = (uint64_t)(uintptr_t)in;
+    line->out = (uint64_t)(uintptr_t)out;
+    SL_TRY(publish(c, d, seq, NULL, 0));
+    size_t share = (n + (size_t)c->n - 1) / (size_t)c->n;
+    size_t lo = share * (size_t)c->me < n ? share * (size_t)c->me : n;
+    size_t hi = lo + share < n ? lo + share : n;
+    const void *src[SL_COMM_MAX_RANKS];
+    for (size_t b = lo; b < hi; b += COPY_BLOCK / esz) {
+        size_t len = hi - b < COPY_BLOCK / esz ? hi - b : COPY_BLOCK / esz;
+        for (int m = 0; m < c->n; m++) {
+            if (m == c->me) {
+                src[m] = (const uint8_t *)in + b * esz;
+                continue;
+            }
+            src[m] = c->tmp + (size_t)m * COPY_BLOCK;
+            if (read_peer(c->hdr->pids[m], c->tmp + (size_t)m * COPY_BLOCK,
+                          c->ctl[m].ready[seq & 1].in + b * esz, len * esz) != 0) {
+                return read_failed(c, m, "input");
+            }
+        }
+        reduce((uint8_t *)out + b * esz, src, c->n, len, d->dtype, d->reduce);
+    }
+    set_flag(c, &c->ctl[c->me].reduced, seq);
+    SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, "its share of a reduction"));
+    for (int m = 0; m < c->n; m++) {
+        size_t mlo = share * (size_t)m < n ? share * (size_t)m : n;
+        size_t mhi = mlo + share < n ? mlo + share : n;
+        if (m != c->me && mhi > mlo &&
+            read_peer(c->hdr->pids[m], (uint8_t *)out + mlo * esz,
+                      c->ctl[m].ready[seq & 1].out + mlo * esz, (mhi - mlo) * esz) != 0) {
+            return read_failed(c, m, "output");
+        }
+    }
+    set_flag(c, &c->ctl[c->me].gathered, seq);
+    return wait_all(c, offsetof(member_ctl, gathered), seq, "the others to copy its result");
 }
 
 /* The other members read this rank's input from its buffer; it reads its own from `in`
@@ -636,6 +762,9 @@ static void finish(shm_comm *c, uint64_t seq)
 static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *in, void *out)
 {
     size_t esz = sl_dtype_size(d->dtype);
+    if (c->single_copy && d->count * esz > ONE_SHOT_MAX && d->count >= (size_t)c->n) {
+        return run_allreduce_single_copy(c, d, in, out);
+    }
     size_t per_piece = c->slot / esz;
     const void *src[SL_COMM_MAX_RANKS];
     for (size_t off = 0; off < d->count || off == 0; off += per_piece) {
@@ -648,15 +777,12 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
             for (int m = 0; m < c->n; m++) {
                 src[m] = buffer(c, m, 0, seq);
             }
-            if (in != out) { /* in place, dst overwrites the input while it is reduced */
-                src[c->me] = mine;
-            }
+            src[c->me] = mine;
             reduce(dst, src, c->n, n, d->dtype, d->reduce);
         } else {
             /* two-shot: member i reduces share i, then everyone gathers the shares */
             size_t share = (n + (size_t)c->n - 1) / (size_t)c->n;
             size_t lo = share * (size_t)c->me, hi = lo + share < n ? lo + share : n;
-            SL_TRY(wait_reusable(c, seq));
             uint8_t *buf = buffer(c, c->me, 0, seq);
             memcpy(buf, mine, lo * esz);
             memcpy(buf + hi * esz, mine + hi * esz, (n - hi) * esz);
@@ -670,8 +796,7 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
                        d->reduce);
             }
             set_flag(c, &c->ctl[c->me].reduced, seq);
-            SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, NULL,
-                            "its share of a reduction"));
+            SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, "its share of a reduction"));
             for (int m = 0; m < c->n; m++) {
                 size_t mlo = share * (size_t)m, mhi = mlo + share < n ? mlo + share : n;
                 if (mhi > mlo) {
@@ -679,7 +804,6 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
                 }
             }
         }
-        finish(c, seq);
         if (d->count == 0) {
             break;
         }
@@ -701,7 +825,6 @@ static sl_status run_chunked(shm_comm *c, const sl_coll_desc *d, const void *in,
         uint64_t seq = ++c->seq;
         int publishing = d->kind != SL_COLL_BROADCAST || c->me == d->root;
         /* gather this piece of each chunk contiguously into the buffer */
-        SL_TRY(wait_reusable(c, seq));
         if (publishing) {
             uint8_t *buf = buffer(c, c->me, 0, seq);
             const uint8_t *src_in = d->kind == SL_COLL_BROADCAST ? out : in;
@@ -735,7 +858,6 @@ static sl_status run_chunked(shm_comm *c, const sl_coll_desc *d, const void *in,
             }
             break;
         }
-        finish(c, seq);
         if (chunk == 0) {
             break;
         }
@@ -800,9 +922,7 @@ static sl_status shm_run(void *state, const sl_coll_desc *d, const void *in, voi
     case SL_COLL_RECV: return run_p2p(c, d, in, out);
     case SL_COLL_BARRIER: {
         uint64_t seq = ++c->seq;
-        SL_TRY(publish(c, d, seq, NULL, 0));
-        finish(c, seq);
-        return SL_OK;
+        return publish(c, d, seq, NULL, 0);
     }
     default: return run_chunked(c, d, in, out);
     }

@@ -258,9 +258,12 @@ static int shm_entries(const char *job)
 static void test_all_collectives(void **state)
 {
     (void)state;
-    for (int n = 2; n <= 4; n += 2) {
+    /* large all-reduces: two-shot pieces through the segment, then single-copy */
+    for (int k = 0; k < 4; k++) {
+        int n = k % 2 ? 4 : 2, single_copy = k / 2;
+        setenv("SHARDLITE_SHM_SINGLE_COPY", single_copy ? "1" : "0", 1);
         char job[64];
-        snprintf(job, sizeof job, "t%d_all%d", (int)getpid(), n);
+        snprintf(job, sizeof job, "t%d_all%d_%d", (int)getpid(), n, single_copy);
         uint64_t sums[MAX_N];
         pid_t pids[MAX_N];
         assert_int_equal(run_job(job, n, run_all, sums, pids, 1), n);
@@ -269,6 +272,7 @@ static void test_all_collectives(void **state)
         }
         assert_int_equal(shm_entries(job), 0);
     }
+    unsetenv("SHARDLITE_SHM_SINGLE_COPY");
 }
 
 static void test_two_jobs_at_once(void **state)
