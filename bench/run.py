@@ -211,15 +211,27 @@ def bench_allreduce(mslite, s, tmp):
     return rows
 
 
-def _tp_probe(model, ranks, threads, runs, folder, tag, batches):
-    """Runs tp_probe.py as `ranks` rank processes; returns rank 0's {batch: seconds}."""
-    cmd = [sys.executable, TP_PROBE, model, str(threads), str(runs),
-           os.path.join(folder, "x"), os.path.join(folder, tag + "_y"), *map(str, batches)]
+def _tp_probe(model, ranks, threads, runs, folder, tag, batches, copies=1):
+    """Runs tp_probe.py as `ranks` rank processes (or `copies` independent processes of one
+    rank each), bound to CPUs as `shardlite launch` binds them; returns the first process's
+    {batch: seconds}."""
+    from shardlite.launch import cpu_blocks
+
+    def cmd(copy):  # copies other than the first save their outputs apart
+        out = tag + ("_c%d" % copy if copy else "") + "_y"
+        return [sys.executable, TP_PROBE, model, str(threads), str(runs),
+                os.path.join(folder, "x"), os.path.join(folder, out), *map(str, batches)]
+
     job = "bench%d-%s" % (os.getpid(), tag)
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_rank_env(SHARDLITE_RANK=r, SHARDLITE_WORLD_SIZE=ranks,
-                                            SHARDLITE_JOB_ID=job))
-             for r in range(ranks)]
+    procs_n = max(ranks, copies)
+    blocks = cpu_blocks(procs_n) if procs_n > 1 else [None]
+    procs = [subprocess.Popen(cmd(r // ranks), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_rank_env(SHARDLITE_RANK=r if ranks > 1 else 0,
+                                            SHARDLITE_WORLD_SIZE=ranks,
+                                            SHARDLITE_JOB_ID="%s-%d" % (job, r // ranks)),
+                              preexec_fn=(lambda b=blocks[r]: os.sched_setaffinity(0, b))
+                              if blocks[r] else None)
+             for r in range(procs_n)]
     outs = [p.communicate(timeout=600) for p in procs]
     if any(p.returncode != 0 for p in procs):
         raise RuntimeError("tp probe %s failed:\n%s" % (tag, "\n".join(
@@ -230,7 +242,10 @@ def _tp_probe(model, ranks, threads, runs, folder, tag, batches):
 
 def bench_tp(mslite, s, tmp):
     """The Megatron MLP 4096 -> 16384 -> 4096 on 1 rank and split over 2 ranks (a process each,
-    one thread each), batch 1 and 32."""
+    one thread each), batch 1 and 32. At batch 1 a rank streams its weights from memory, so the
+    speedup is bounded by how memory bandwidth grows with a second reader: the `ceiling` row
+    runs two independent copies of the whole model at once (no communication) and reports
+    2 x (1 copy alone) / (2 copies at once)."""
     batches = (1, 32)
     weights = models.tp_mlp_weights()
     folder = tempfile.mkdtemp(prefix="tp-", dir=tmp)
@@ -246,13 +261,15 @@ def bench_tp(mslite, s, tmp):
     for b, x in xs.items():
         np.save(os.path.join(folder, "x%d.npy" % b), x)
     runs = 8 if s.quick else 30
-    configs = {"1r1t": (whole, 1, 1), "1r2t": (whole, 1, 2),
-               "2r1t": (os.path.join(folder, "mlp{rank}.mindir"), 2, 1)}
+    configs = {"1r1t": (whole, 1, 1, 1), "1r2t": (whole, 1, 2, 1),
+               "2r1t": (os.path.join(folder, "mlp{rank}.mindir"), 2, 1, 1),
+               "2x1r1t": (whole, 1, 1, 2)}
     times = {tag: {b: [] for b in batches} for tag in configs}
     for i in range(s.probes):  # alternating order: a noisy neighbour hits all alike
         for tag in (list(configs) if i % 2 == 0 else list(configs)[::-1]):
-            path, ranks, threads = configs[tag]
-            for b, ts in _tp_probe(path, ranks, threads, runs, folder, tag, batches).items():
+            path, ranks, threads, copies = configs[tag]
+            for b, ts in _tp_probe(path, ranks, threads, runs, folder, tag, batches,
+                                   copies).items():
                 times[tag][int(b)] += ts
     for tag in configs:
         for b, x in xs.items():
@@ -272,6 +289,12 @@ def bench_tp(mslite, s, tmp):
                          "ratio": 1 / speedup, "speedup": speedup,
                          "goal": "speedup >= %.1f" % goal if goal else "-",
                          "met": speedup >= goal if goal else None})
+        one, two_copies = harness._stats(times["1r1t"][b]), harness._stats(times["2x1r1t"][b])
+        ceiling = 2 * one["median_ms"] / two_copies["median_ms"]
+        rows.append({"entry": "tp ceiling: 2 copies at once", "threads": 1, "batch": b,
+                     "metric": "latency ms vs 1 copy alone", "shardlite": two_copies,
+                     "baseline": one, "baseline_name": "1 copy alone", "ratio": 1 / ceiling,
+                     "speedup": ceiling, "goal": "-", "met": None})
     return rows
 
 

@@ -1,11 +1,13 @@
 """`shardlite launch`: runs the N ranks of a job on this host, one process each.
 
-    shardlite launch -n N [--timeout SECONDS] [--no-prefix] [--] CMD ARGS...
+    shardlite launch -n N [--timeout SECONDS] [--no-prefix] [--no-bind] [--] CMD ARGS...
 
 Also available as `python -m shardlite.launch`. Each rank gets SHARDLITE_RANK,
 SHARDLITE_WORLD_SIZE, SHARDLITE_LOCAL_RANK and SHARDLITE_JOB_ID (a new id per launch, which
 names the job's shared-memory segments), and PYTHONUNBUFFERED=1 unless set, so that a rank's
-last lines are not lost when it dies. Every rank runs in its own process group (and is killed if
+last lines are not lost when it dies. Unless --no-bind, each rank is bound to its own block of
+the launcher's CPUs (as mpirun binds ranks to cores) when there are at least as many CPUs as
+ranks: the scheduler then never stacks two ranks on one core while another idles. Every rank runs in its own process group (and is killed if
 the launcher dies); SIGINT, SIGTERM and SIGHUP sent to the launcher go to every rank's group.
 
 When a rank exits with a non-zero status or is killed, the others get a moment to end on their
@@ -81,25 +83,36 @@ def rank_env(base, rank, size, job, timeout=None):
     return env
 
 
+def cpu_blocks(size, cpus=None):
+    """The CPUs each of `size` ranks is bound to: the launcher's CPUs (or `cpus`) cut into
+    contiguous blocks, or None for every rank when the ranks outnumber the CPUs."""
+    cpus = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+    if size > len(cpus):
+        return [None] * size
+    return [set(cpus[r * len(cpus) // size:(r + 1) * len(cpus) // size]) for r in range(size)]
+
+
 def shm_leftovers(job):
     """The job's shared-memory segments still in /dev/shm."""
     return glob.glob(f"/dev/shm/shardlite-{glob.escape(job)}-*")
 
 
-def _die_with_parent():
-    """Returns the preexec function that makes a rank get SIGKILL if the launcher dies (Linux);
-    None where that is not available."""
+def _preexec(cpus):
+    """Returns the function a rank runs before its command: binds it to `cpus` (None: no
+    binding) and makes it get SIGKILL if the launcher dies (Linux)."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return None
+        prctl = None
     parent = os.getpid()
 
     def preexec():
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the launcher died before prctl
-            os._exit(1)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the launcher died before prctl
+                os._exit(1)
 
     return preexec
 
@@ -151,11 +164,11 @@ class _Job:
         self.signal_live(sig)
 
 
-def _start(cmd, size, job, prefix, timeout):
+def _start(cmd, size, job, prefix, timeout, bind):
     """Starts the ranks; returns the _Job and the output threads. Ranks already started are
     killed if a later one cannot start."""
     base = dict(os.environ)
-    preexec = _die_with_parent()
+    blocks = cpu_blocks(size) if bind else [None] * size
     procs = []
     try:
         for rank in range(size):
@@ -163,7 +176,7 @@ def _start(cmd, size, job, prefix, timeout):
             procs.append(subprocess.Popen(
                 cmd, env=rank_env(base, rank, size, job, timeout),
                 stdin=None if rank == 0 else subprocess.DEVNULL, stdout=pipe, stderr=pipe,
-                start_new_session=True, preexec_fn=preexec))
+                start_new_session=True, preexec_fn=_preexec(blocks[rank])))
     except BaseException:
         _Job(procs).kill_groups()
         for p in procs:
@@ -225,7 +238,7 @@ def _supervise(job):
         time.sleep(_POLL_S)
 
 
-def run(cmd, size, prefix=True, timeout=None):
+def run(cmd, size, prefix=True, timeout=None, bind=True):
     """Runs cmd as `size` ranks of a new job; returns the launcher's exit status (0 when every
     rank exited with 0)."""
     if not cmd:
@@ -245,7 +258,7 @@ def run(cmd, size, prefix=True, timeout=None):
             for sig in _FORWARDED:
                 previous[sig] = signal.signal(sig, lambda s, f: pending.append(s))
         try:
-            job, pumps = _start(cmd, size, job_id, prefix, timeout)
+            job, pumps = _start(cmd, size, job_id, prefix, timeout, bind)
         except OSError as e:
             _say(f"cannot start {cmd[0]}: {e.strerror or e}")
             return 127
@@ -291,6 +304,8 @@ def add_arguments(parser):
                              "(SHARDLITE_COMM_TIMEOUT; default 60)")
     parser.add_argument("--no-prefix", dest="prefix", action="store_false",
                         help="do not prefix each output line with '[rank] '")
+    parser.add_argument("--no-bind", dest="bind", action="store_false",
+                        help="do not bind each rank to its own block of CPUs")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD ARGS...",
                         help="the command every rank runs (after an optional --)")
 
@@ -300,7 +315,7 @@ def run_args(args):
     cmd = list(args.cmd)
     if cmd[:1] == ["--"]:
         cmd = cmd[1:]
-    return run(cmd, args.nproc, prefix=args.prefix, timeout=args.timeout)
+    return run(cmd, args.nproc, prefix=args.prefix, timeout=args.timeout, bind=args.bind)
 
 
 def main(argv=None):

@@ -47,6 +47,28 @@ def test_timeout_option_and_module_entry():
         assert values[4:] == ["7.5", "-"]
 
 
+PRINT_CPUS = "import os; print(' '.join(map(str, sorted(os.sched_getaffinity(0)))))"
+
+
+def test_ranks_bound_to_their_own_cpus():
+    import os
+
+    cpus = sorted(os.sched_getaffinity(0))
+    for n in (1, 2, len(cpus) + 1):
+        proc, _ = launch(["-n", n, sys.executable, "-c", PRINT_CPUS])
+        assert proc.returncode == 0, proc.stderr
+        got = [[int(c) for c in rank_lines(proc.stdout, r)[0].split()] for r in range(n)]
+        if n > len(cpus):  # more ranks than CPUs: none bound
+            assert got == [cpus] * n
+        else:  # contiguous blocks covering the CPUs once
+            assert sorted(c for block in got for c in block) == cpus
+            assert max(map(len, got)) - min(map(len, got)) <= 1
+    unbound, _ = launch(["-n", 2, "--no-bind", sys.executable, "-c", PRINT_CPUS])
+    assert unbound.returncode == 0, unbound.stderr
+    for r in range(2):
+        assert [int(c) for c in rank_lines(unbound.stdout, r)[0].split()] == cpus
+
+
 def test_prefixes_and_no_prefix():
     code = "import sys; print('out'); print('err', file=sys.stderr); print('tail', end='')"
     proc, _ = launch(["-n", 2, sys.executable, "-c", code])
