@@ -258,10 +258,12 @@ static int shm_entries(const char *job)
 static void test_all_collectives(void **state)
 {
     (void)state;
-    /* large all-reduces: two-shot pieces through the segment, then single-copy */
+    /* cached stores with two-shot pieces for large all-reduces, then streaming stores with
+     * single-copy ones */
     for (int k = 0; k < 4; k++) {
         int n = k % 2 ? 4 : 2, single_copy = k / 2;
         setenv("SHARDLITE_SHM_SINGLE_COPY", single_copy ? "1" : "0", 1);
+        setenv("SHARDLITE_SHM_STORES", single_copy ? "streaming" : "cached", 1);
         char job[64];
         snprintf(job, sizeof job, "t%d_all%d_%d", (int)getpid(), n, single_copy);
         uint64_t sums[MAX_N];
@@ -273,6 +275,29 @@ static void test_all_collectives(void **state)
         assert_int_equal(shm_entries(job), 0);
     }
     unsetenv("SHARDLITE_SHM_SINGLE_COPY");
+    unsetenv("SHARDLITE_SHM_STORES");
+}
+
+static uint64_t open_with_bad_stores(int rank, int n)
+{
+    (void)n;
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_ERR_INVALID_ARG);
+    CHECK(strstr(sl_last_error(), "SHARDLITE_SHM_STORES=fast") != NULL);
+    return 1;
+}
+
+static void test_bad_stores_setting(void **state)
+{
+    (void)state;
+    char job[64];
+    snprintf(job, sizeof job, "t%d_stores", (int)getpid());
+    uint64_t sums[MAX_N];
+    pid_t pids[MAX_N];
+    setenv("SHARDLITE_SHM_STORES", "fast", 1);
+    assert_int_equal(run_job(job, 2, open_with_bad_stores, sums, pids, 1), 2);
+    unsetenv("SHARDLITE_SHM_STORES");
+    assert_int_equal(shm_entries(job), 0);
 }
 
 static void test_two_jobs_at_once(void **state)
@@ -426,6 +451,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_world_from_environment),
         cmocka_unit_test(test_all_collectives),
+        cmocka_unit_test(test_bad_stores_setting),
         cmocka_unit_test(test_two_jobs_at_once),
         cmocka_unit_test(test_mismatch_names_both_ops),
         cmocka_unit_test(test_dead_peer_fails_fast),
