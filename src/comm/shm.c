@@ -553,7 +553,8 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
          * can read every other one. */
         const char *env = getenv("SHARDLITE_SHM_SINGLE_COPY");
         int want = env && *env ? strcmp(env, "0") != 0 : n > sysconf(_SC_NPROCESSORS_ONLN);
-        atomic_store(&c->hdr->can_read[me], want && can_read_peers(c) ? 1 : 2);
+        c->tmp = want ? malloc((size_t)n * COPY_BLOCK) : NULL;
+        atomic_store(&c->hdr->can_read[me], c->tmp && can_read_peers(c) ? 1 : 2);
         c->single_copy = 1;
         double start = now_s();
         for (int m = 0; m < n && st == SL_OK; m++) {
@@ -563,6 +564,9 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
                 if (ab) {
                     st = sl_error(SL_ERR_STATE, "rank %d failed: %s", ranks[ab - 1],
                                   c->hdr->abort_msg);
+                } else if (!alive(atomic_load(&c->hdr->pids[m]))) {
+                    st = sl_error(SL_ERR_STATE, "rank %d died during the rendezvous on %s",
+                                  ranks[m], c->name);
                 } else if (now_s() - start > timeout) {
                     st = sl_error(SL_ERR_STATE, "rendezvous on %s: rank %d never finished it",
                                   c->name, ranks[m]);
@@ -571,9 +575,9 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
             }
             c->single_copy &= v == 1;
         }
-        if (st == SL_OK && c->single_copy) {
-            c->tmp = malloc((size_t)n * COPY_BLOCK);
-            c->single_copy = c->tmp != NULL;
+        if (!c->single_copy) {
+            free(c->tmp);
+            c->tmp = NULL;
         }
     }
     if (st != SL_OK) {
