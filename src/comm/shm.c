@@ -92,6 +92,7 @@ typedef struct member_ctl {
     ready_line ready[2]; /* by parity of the sequence number */
     _Alignas(LINE) _Atomic uint64_t reduced;
     _Alignas(LINE) _Atomic uint64_t gathered; /* single-copy: done reading the others' outputs */
+    _Alignas(LINE) _Atomic uint64_t can_read; /* rendezvous: 1 cannot read every peer, 2 can */
     _Alignas(LINE) _Atomic uint32_t sleepers; /* ranks asleep on one of this member's flags */
 } member_ctl;
 
@@ -108,11 +109,11 @@ typedef struct shm_header {
     uint64_t slot_bytes, total_bytes;
     uid_t uid;
     _Atomic uint32_t attached;
-    _Atomic int32_t aborted;  /* 0, or 1 + the member that failed */
+    _Atomic int32_t abort_claim; /* the first failing member claims abort_msg ... */
+    _Atomic int32_t aborted;     /* ... then sets this: 0, or 1 + the member that failed */
     char abort_msg[512];
     _Atomic int32_t pids[SL_COMM_MAX_RANKS];
     uint64_t probe[SL_COMM_MAX_RANKS];        /* address of a word holding the member's pid */
-    _Atomic int32_t can_read[SL_COMM_MAX_RANKS]; /* 0 not tested, 1 reads every peer, 2 cannot */
     _Atomic uint32_t streaming; /* bit b: write messages of [2^b, 2^(b+1)) bytes streaming */
 } shm_header;
 
@@ -180,10 +181,20 @@ static int alive(int32_t pid)
 static sl_status fail(shm_comm *c, sl_status st)
 {
     int32_t zero = 0;
-    if (c->hdr && atomic_compare_exchange_strong(&c->hdr->aborted, &zero, c->me + 1)) {
+    if (c->hdr && atomic_compare_exchange_strong(&c->hdr->abort_claim, &zero, c->me + 1)) {
         snprintf(c->hdr->abort_msg, sizeof c->hdr->abort_msg, "%s", sl_last_error());
+        atomic_store(&c->hdr->aborted, c->me + 1);
     }
     return st;
+}
+
+/* The error of another member that failed, or SL_OK. */
+static sl_status failed_elsewhere(shm_comm *c)
+{
+    int32_t ab = atomic_load(&c->hdr->aborted);
+    return ab && ab != c->me + 1 ? sl_error(SL_ERR_STATE, "rank %d failed: %s",
+                                            c->world_ranks[ab - 1], c->hdr->abort_msg)
+                                 : SL_OK;
 }
 
 /* A spin-wait hint: lets the other hardware thread of the core run (x86 `pause`). */
@@ -230,11 +241,7 @@ static sl_status wait_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t target,
         if (start == 0) {
             start = last_check = t;
         }
-        int32_t ab = atomic_load(&c->hdr->aborted);
-        if (ab && ab != c->me + 1) {
-            return sl_error(SL_ERR_STATE, "rank %d failed: %s", c->world_ranks[ab - 1],
-                            c->hdr->abort_msg);
-        }
+        SL_TRY(failed_elsewhere(c));
         if (t - last_check > 0.01) {
             last_check = t;
             int32_t pid = atomic_load(&c->hdr->pids[m]);
@@ -339,6 +346,7 @@ static int read_peer(int32_t pid, void *to, uint64_t from, size_t len)
         struct iovec local = {to, len}, remote = {(void *)(uintptr_t)from, len};
         ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
         if (got <= 0) {
+            errno = got == 0 ? EIO : errno;
             return -1;
         }
         to = (uint8_t *)to + got;
@@ -490,6 +498,42 @@ static void shm_close(void *state)
     free(c);
 }
 
+/* Whether large all-reduces go single-copy: when the members outnumber the cores (it waits on
+ * the others 3 times per message, the two-shot pieces twice per slot, and each wait costs a
+ * context switch then; with a core each, two-shot pieces that stay in the caches are faster),
+ * or as SHARDLITE_SHM_SINGLE_COPY says (1: required, 0: never); and only if every member can
+ * read every other one, which every member tests and publishes. */
+static sl_status agree_single_copy(shm_comm *c)
+{
+    const char *env = getenv("SHARDLITE_SHM_SINGLE_COPY");
+    int required = env && strcmp(env, "1") == 0;
+    if (env && *env && !required && strcmp(env, "0") != 0) {
+        return fail(c, sl_error(SL_ERR_INVALID_ARG, "SHARDLITE_SHM_SINGLE_COPY=%s: expected 0 or 1",
+                                env));
+    }
+    int want = env && *env ? required : c->n > sysconf(_SC_NPROCESSORS_ONLN);
+    c->tmp = want ? malloc((size_t)c->n * COPY_BLOCK) : NULL;
+    set_flag(c, &c->ctl[c->me].can_read, c->tmp && can_read_peers(c) ? 2 : 1);
+    c->single_copy = 1;
+    for (int m = 0; m < c->n; m++) {
+        uint64_t v;
+        SL_TRY(wait_flag(c, &c->ctl[m].can_read, 1, m, "the rendezvous", &v));
+        if (v != 2 && required) {
+            return fail(c, sl_error(SL_ERR_STATE,
+                                    "SHARDLITE_SHM_SINGLE_COPY=1, but rank %d cannot read the "
+                                    "memory of every other rank (process_vm_readv refused: "
+                                    "ptrace restrictions?)",
+                                    c->world_ranks[m]));
+        }
+        c->single_copy &= v == 2;
+    }
+    if (!c->single_copy) {
+        free(c->tmp);
+        c->tmp = NULL;
+    }
+    return SL_OK;
+}
+
 static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, int me,
                                 double timeout, void **state)
 {
@@ -528,15 +572,11 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
         /* every member maps the segment before its name goes away */
         double start = now_s();
         while (atomic_load(&c->hdr->attached) < (uint32_t)n && st == SL_OK) {
-            if (now_s() - start > timeout) {
-                st = sl_error(SL_ERR_STATE,
-                              "rendezvous of %d ranks on %s: only %u arrived within %.0f s",
-                              n, c->name, atomic_load(&c->hdr->attached), timeout);
-            }
-            int32_t ab = atomic_load(&c->hdr->aborted);
-            if (ab) {
-                st = sl_error(SL_ERR_STATE, "rank %d failed: %s", ranks[ab - 1],
-                              c->hdr->abort_msg);
+            st = failed_elsewhere(c);
+            if (st == SL_OK && now_s() - start > timeout) {
+                st = fail(c, sl_error(SL_ERR_STATE,
+                                      "rendezvous of %d ranks on %s: only %u arrived within %.0f s",
+                                      n, c->name, atomic_load(&c->hdr->attached), timeout));
             }
             struct timespec ts = {0, 200000};
             nanosleep(&ts, NULL);
@@ -546,39 +586,7 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
         }
     }
     if (st == SL_OK) {
-        /* Large all-reduces go single-copy when the members outnumber the cores (it waits on
-         * the others 3 times per message, the two-shot pieces twice per slot, and each wait costs
-         * a context switch then; with a core each, two-shot pieces that stay in the caches are
-         * faster) or SHARDLITE_SHM_SINGLE_COPY=1 says so (=0: never), and only if every member
-         * can read every other one. */
-        const char *env = getenv("SHARDLITE_SHM_SINGLE_COPY");
-        int want = env && *env ? strcmp(env, "0") != 0 : n > sysconf(_SC_NPROCESSORS_ONLN);
-        c->tmp = want ? malloc((size_t)n * COPY_BLOCK) : NULL;
-        atomic_store(&c->hdr->can_read[me], c->tmp && can_read_peers(c) ? 1 : 2);
-        c->single_copy = 1;
-        double start = now_s();
-        for (int m = 0; m < n && st == SL_OK; m++) {
-            int32_t v;
-            while ((v = atomic_load(&c->hdr->can_read[m])) == 0 && st == SL_OK) {
-                int32_t ab = atomic_load(&c->hdr->aborted);
-                if (ab) {
-                    st = sl_error(SL_ERR_STATE, "rank %d failed: %s", ranks[ab - 1],
-                                  c->hdr->abort_msg);
-                } else if (!alive(atomic_load(&c->hdr->pids[m]))) {
-                    st = sl_error(SL_ERR_STATE, "rank %d died during the rendezvous on %s",
-                                  ranks[m], c->name);
-                } else if (now_s() - start > timeout) {
-                    st = sl_error(SL_ERR_STATE, "rendezvous on %s: rank %d never finished it",
-                                  c->name, ranks[m]);
-                }
-                sched_yield();
-            }
-            c->single_copy &= v == 1;
-        }
-        if (!c->single_copy) {
-            free(c->tmp);
-            c->tmp = NULL;
-        }
+        st = agree_single_copy(c);
     }
     if (st != SL_OK) {
         shm_close(c);
@@ -719,6 +727,9 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
     *fp = (fingerprint){.seq = seq, .count = d->count, .kind = (uint32_t)d->kind,
                         .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
                         .root = d->root};
+#if HAVE_STREAMING_STORES
+    _mm_sfence(); /* streaming stores into the buffer are seen before the flag */
+#endif
     set_flag(c, &line->seq, seq);
     SL_TRY(wait_all(c, offsetof(member_ctl, ready) + (seq & 1) * sizeof(ready_line), seq,
                     kind_names[d->kind]));
@@ -742,9 +753,11 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
     return SL_OK;
 }
 
-/* A failed read of member m's memory: it has died (or unmapped the buffer). */
+/* A failed read of member m's memory: it has died (or unmapped the buffer), maybe after
+ * another member failed. */
 static sl_status read_failed(shm_comm *c, int m, const char *what)
 {
+    SL_TRY(failed_elsewhere(c));
     return fail(c, sl_error(SL_ERR_STATE, "rank %d cannot read rank %d's %s (collective #%llu): %s",
                             c->world_ranks[c->me], c->world_ranks[m], what,
                             (unsigned long long)c->seq, strerror(errno)));
@@ -798,8 +811,8 @@ static sl_status run_allreduce_single_copy(shm_comm *c, const sl_coll_desc *d, c
     return wait_all(c, offsetof(member_ctl, gathered), seq, "the others to copy its result");
 }
 
-/* Copies into this rank's buffer, with streaming stores or not (see STORES_AUTO); the stores
- * are globally visible when it returns. */
+/* Copies into this rank's buffer, with streaming stores or not (see STORES_AUTO); publish
+ * makes the stores visible. */
 static void copy_in(void *dst, const void *src, size_t bytes, int streaming)
 {
 #if HAVE_STREAMING_STORES
@@ -814,7 +827,6 @@ static void copy_in(void *dst, const void *src, size_t bytes, int streaming)
             _mm_stream_si128((__m128i *)(d + i), _mm_loadu_si128((const __m128i *)(s + i)));
         }
         memcpy(d + i, s + i, bytes - i);
-        _mm_sfence();
         return;
     }
 #endif
@@ -846,7 +858,8 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
         } else {
             /* two-shot: member i reduces share i, then everyone gathers the shares */
             size_t share = (n + (size_t)c->n - 1) / (size_t)c->n;
-            size_t lo = share * (size_t)c->me, hi = lo + share < n ? lo + share : n;
+            size_t lo = share * (size_t)c->me < n ? share * (size_t)c->me : n;
+            size_t hi = lo + share < n ? lo + share : n;
             uint8_t *buf = buffer(c, c->me, 0, seq);
             copy_in(buf, mine, lo * esz, streaming);
             copy_in(buf + hi * esz, mine + hi * esz, (n - hi) * esz, streaming);
@@ -1029,11 +1042,7 @@ static sl_status run_copying(shm_comm *c, const sl_coll_desc *d, const void *in,
 static sl_status shm_run(void *state, const sl_coll_desc *d, const void *in, void *out)
 {
     shm_comm *c = state;
-    int32_t ab = atomic_load(&c->hdr->aborted);
-    if (ab) {
-        return sl_error(SL_ERR_STATE, "rank %d failed earlier: %s", c->world_ranks[ab - 1],
-                        c->hdr->abort_msg);
-    }
+    SL_TRY(failed_elsewhere(c));
     switch (d->kind) {
     case SL_COLL_ALLREDUCE:
         if (c->single_copy && d->count * sl_dtype_size(d->dtype) > ONE_SHOT_MAX &&
