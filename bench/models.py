@@ -205,14 +205,17 @@ def tp_mlp_weights(dim=4096, hidden=16384, seed=3):
             rng.random(dim, dtype=np.float32) * 0.2 - 0.1)
 
 
-def tp_mlp_numpy(weights, x):
+def tp_mlp_numpy(weights, x, rank=0, ranks=1):
+    """y = relu(x W1^T + b1) W2^T + b2, or (ranks > 1) rank `rank`'s partial product + b2."""
     w1, b1, w2, b2 = weights
-    return np.maximum(x @ w1.T + b1, 0) @ w2.T + b2
+    lo, hi = w1.shape[0] * rank // ranks, w1.shape[0] * (rank + 1) // ranks
+    return np.maximum(x @ w1[lo:hi].T + b1[lo:hi], 0) @ w2[:, lo:hi].T + b2
 
 
-def write_tp_mlp(path, weights, rank=0, ranks=1):
+def write_tp_mlp(path, weights, rank=0, ranks=1, all_reduce=True):
     """Rank `rank`'s share of y = relu(x W1^T + b1) W2^T + b2 as Megatron splits it: W1 (and b1)
-    by output columns, W2 by input rows, an AllReduce(sum) of the partial products, then b2.
+    by output columns, W2 by input rows, an AllReduce(sum) of the partial products (unless
+    all_reduce is False: the rank's partial product alone), then b2.
     ranks=1: the whole model. The input is [-1, dim] (resized per batch)."""
     w1, b1, w2, b2 = weights
     hidden, dim = w1.shape
@@ -225,7 +228,7 @@ def write_tp_mlp(path, weights, rank=0, ranks=1):
     h = b.op("ReLU", [h])
     y = b.op("MatMul", [h, b.param("fc2.weight", np.ascontiguousarray(w2[:, lo:hi]))],
              attrs=dense)
-    if ranks > 1:
+    if ranks > 1 and all_reduce:
         y = b.op("AllReduce", [y], attrs={"op": "sum", "group": "hccl_world_group", "fusion": 0})
     y = b.op("BiasAdd", [y, b.param("fc2.bias", b2)], attrs={"format": "NCHW"})
     b.output(y)
