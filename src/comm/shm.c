@@ -27,7 +27,6 @@
 #include <linux/futex.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,8 +49,6 @@
  * reads and writes several at once) falls in different cache sets. (Measured: without it a
  * 512 KiB two-shot all-reduce took 3x as long.) */
 #define STAGGER (4096u + 256u)
-/* Single-copy all-reduces reduce this many bytes of each peer's share at a time. */
-#define COPY_BLOCK (128u << 10)
 
 /* How a rank writes the buffers the others read (SHARDLITE_SHM_STORES): through its cache, or
  * with streaming stores that go to memory and leave the line in no cache. Between cores that
@@ -63,6 +60,10 @@
 enum { STORES_AUTO, STORES_CACHED, STORES_STREAMING };
 #define TUNE_EPOCH 63
 #define TUNE_EXPLORE 16
+/* Larger messages are written through the cache: streaming measured slower for them in either
+ * state (16 MiB at 2 ranks: 3.3-4.3 ms against 3.5-5.9 ms), and an epoch of them trying the
+ * slower way costs much. */
+#define TUNE_MAX ONE_SHOT_MAX
 
 typedef struct tuner {
     double secs[TUNE_EPOCH]; /* this epoch's calls */
@@ -71,7 +72,6 @@ typedef struct tuner {
     double median[2];        /* seconds per call in the latest epoch of each way */
 } tuner;
 
-static int32_t probe_word; /* holds this process's pid: what the peers read to test access */
 
 typedef struct fingerprint {
     uint64_t seq, count;
@@ -80,19 +80,15 @@ typedef struct fingerprint {
 } fingerprint;
 
 /* "my input for collective `seq` is published", with its fingerprint in the same cache line
- * (one miss per peer to learn both), and for a single-copy all-reduce, where this rank's input
- * and output lie in its own memory */
+ * (one miss per peer to learn both) */
 typedef struct ready_line {
     _Alignas(LINE) _Atomic uint64_t seq;
     fingerprint fp;
-    uint64_t in, out;
 } ready_line;
 
 typedef struct member_ctl {
     ready_line ready[2]; /* by parity of the sequence number */
     _Alignas(LINE) _Atomic uint64_t reduced;
-    _Alignas(LINE) _Atomic uint64_t gathered; /* single-copy: done reading the others' outputs */
-    _Alignas(LINE) _Atomic uint64_t can_read; /* rendezvous: 1 cannot read every peer, 2 can */
     _Alignas(LINE) _Atomic uint32_t sleepers; /* ranks asleep on one of this member's flags */
 } member_ctl;
 
@@ -113,7 +109,6 @@ typedef struct shm_header {
     _Atomic int32_t aborted;     /* ... then sets this: 0, or 1 + the member that failed */
     char abort_msg[512];
     _Atomic int32_t pids[SL_COMM_MAX_RANKS];
-    uint64_t probe[SL_COMM_MAX_RANKS];        /* address of a word holding the member's pid */
     _Atomic uint32_t streaming; /* bit b: write messages of [2^b, 2^(b+1)) bytes streaming */
 } shm_header;
 
@@ -130,10 +125,7 @@ typedef struct shm_comm {
     uint8_t *data;     /* [n] x (2 buffers + 2 results) x slot */
     uint8_t *p2p_data; /* [n * n] x P2P_BYTES */
     uint64_t seq;      /* collectives run so far */
-    int oversubscribed; /* more members than online CPUs */
     unsigned spins;    /* a wait spins this many times before it yields */
-    int single_copy;   /* large all-reduces read the peers' memory directly (see open) */
-    uint8_t *tmp;      /* single-copy: [n] x COPY_BLOCK, the peers' blocks being reduced */
     int stores;        /* STORES_* */
     tuner tune[32];    /* member 0, STORES_AUTO: per message size (floor of log2) */
     uint64_t sent[SL_COMM_MAX_RANKS], received[SL_COMM_MAX_RANKS]; /* p2p messages per peer */
@@ -333,44 +325,6 @@ static size_t slot_bytes(void)
     return v >= 4096 && v <= (1ll << 30) ? align_up((size_t)v, LINE) : DEFAULT_SLOT_BYTES;
 }
 
-/* Publishes this member's pid and the address of its probe word. */
-static void announce(shm_comm *c)
-{
-    probe_word = (int32_t)getpid();
-    c->hdr->probe[c->me] = (uint64_t)(uintptr_t)&probe_word;
-    atomic_store(&c->hdr->pids[c->me], probe_word);
-}
-
-/* Copies len bytes at address `from` in process pid to `to` (process_vm_readv). */
-static int read_peer(int32_t pid, void *to, uint64_t from, size_t len)
-{
-    while (len > 0) {
-        struct iovec local = {to, len}, remote = {(void *)(uintptr_t)from, len};
-        ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
-        if (got <= 0) {
-            errno = got == 0 ? EIO : errno;
-            return -1;
-        }
-        to = (uint8_t *)to + got;
-        from += (uint64_t)got;
-        len -= (size_t)got;
-    }
-    return 0;
-}
-
-/* Whether this member can read every peer's memory (same user, no ptrace restriction). */
-static int can_read_peers(shm_comm *c)
-{
-    for (int m = 0; m < c->n; m++) {
-        int32_t pid = atomic_load(&c->hdr->pids[m]), word = 0;
-        if (m != c->me &&
-            (read_peer(pid, &word, c->hdr->probe[m], sizeof word) != 0 || word != pid)) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 static sl_status create_segment(shm_comm *c)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -433,7 +387,7 @@ static sl_status create_segment(shm_comm *c)
         c->hdr->slot_bytes = c->slot;
         c->hdr->total_bytes = c->total;
         c->hdr->uid = getuid();
-        announce(c);
+        atomic_store(&c->hdr->pids[0], (int32_t)getpid());
         atomic_store(&c->hdr->attached, 1);
         atomic_store_explicit(&c->hdr->magic, SHM_MAGIC, memory_order_release);
         return SL_OK;
@@ -470,7 +424,7 @@ static sl_status attach_segment(shm_comm *c)
                                     c->name, c->hdr->n, (unsigned long long)c->hdr->slot_bytes,
                                     c->n, c->slot);
                 }
-                announce(c);
+                atomic_store(&c->hdr->pids[c->me], (int32_t)getpid());
                 atomic_fetch_add(&c->hdr->attached, 1);
                 return SL_OK;
             }
@@ -496,44 +450,7 @@ static void shm_close(void *state)
     if (c->base) {
         munmap(c->base, c->total);
     }
-    free(c->tmp);
     free(c);
-}
-
-/* Whether large all-reduces go single-copy: when the members outnumber the cores (it waits on
- * the others 3 times per message, the two-shot pieces twice per slot, and each wait costs a
- * context switch then; with a core each, two-shot pieces that stay in the caches are faster),
- * or as SHARDLITE_SHM_SINGLE_COPY says (1: required, 0: never); and only if every member can
- * read every other one, which every member tests and publishes. */
-static sl_status agree_single_copy(shm_comm *c)
-{
-    const char *env = getenv("SHARDLITE_SHM_SINGLE_COPY");
-    int required = env && strcmp(env, "1") == 0;
-    if (env && *env && !required && strcmp(env, "0") != 0) {
-        return fail(c, sl_error(SL_ERR_INVALID_ARG, "SHARDLITE_SHM_SINGLE_COPY=%s: expected 0 or 1",
-                                env));
-    }
-    int want = env && *env ? required : c->oversubscribed;
-    c->tmp = want ? malloc((size_t)c->n * COPY_BLOCK) : NULL;
-    set_flag(c, &c->ctl[c->me].can_read, c->tmp && can_read_peers(c) ? 2 : 1);
-    c->single_copy = 1;
-    for (int m = 0; m < c->n; m++) {
-        uint64_t v;
-        SL_TRY(wait_flag(c, &c->ctl[m].can_read, 1, m, "the rendezvous", &v));
-        if (v != 2 && required) {
-            return fail(c, sl_error(SL_ERR_STATE,
-                                    "SHARDLITE_SHM_SINGLE_COPY=1, but rank %d cannot read the "
-                                    "memory of every other rank (process_vm_readv refused: "
-                                    "ptrace restrictions?)",
-                                    c->world_ranks[m]));
-        }
-        c->single_copy &= v == 2;
-    }
-    if (!c->single_copy) {
-        free(c->tmp);
-        c->tmp = NULL;
-    }
-    return SL_OK;
 }
 
 static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, int me,
@@ -555,8 +472,7 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
     /* With a core each, a waiting rank spins (the flag comes within microseconds); when ranks
      * share cores, the one awaited may need this core: yield almost at once (4 ranks on 2 cores,
      * 4 KiB all-reduce: 14 us with 256 spins, 7.5 us with 16). */
-    c->oversubscribed = n > sysconf(_SC_NPROCESSORS_ONLN);
-    c->spins = c->oversubscribed ? 16 : 256;
+    c->spins = n > sysconf(_SC_NPROCESSORS_ONLN) ? 16 : 256;
     const char *stores = getenv("SHARDLITE_SHM_STORES");
     if (!stores || !*stores || strcmp(stores, "auto") == 0) {
         c->stores = HAVE_STREAMING_STORES ? STORES_AUTO : STORES_CACHED;
@@ -591,9 +507,6 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
         if (me == 0) {
             shm_unlink(c->name);
         }
-    }
-    if (st == SL_OK) {
-        st = agree_single_copy(c);
     }
     if (st != SL_OK) {
         shm_close(c);
@@ -758,64 +671,6 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
         }
     }
     return SL_OK;
-}
-
-/* A failed read of member m's memory: it has died (or unmapped the buffer), maybe after
- * another member failed. */
-static sl_status read_failed(shm_comm *c, int m, const char *what)
-{
-    SL_TRY(failed_elsewhere(c));
-    return fail(c, sl_error(SL_ERR_STATE, "rank %d cannot read rank %d's %s (collective #%llu): %s",
-                            c->world_ranks[c->me], c->world_ranks[m], what,
-                            (unsigned long long)c->seq, strerror(errno)));
-}
-
-/* A large all-reduce with one copy: every member publishes where its input and output lie,
- * member i reduces share i reading the others' inputs straight from their memory
- * (process_vm_readv) into its own output, then every member copies the others' reduced shares
- * from their outputs, and waits until everyone has done so (the buffers are the caller's
- * again). No data goes through the segment. */
-static sl_status run_allreduce_single_copy(shm_comm *c, const sl_coll_desc *d, const void *in,
-                                           void *out)
-{
-    size_t esz = sl_dtype_size(d->dtype), n = d->count;
-    uint64_t seq = ++c->seq;
-    ready_line *line = &c->ctl[c->me].ready[seq & 1];
-    line->in = (uint64_t)(uintptr_t)in;
-    line->out = (uint64_t)(uintptr_t)out;
-    SL_TRY(publish(c, d, seq));
-    size_t share = (n + (size_t)c->n - 1) / (size_t)c->n;
-    size_t lo = share * (size_t)c->me < n ? share * (size_t)c->me : n;
-    size_t hi = lo + share < n ? lo + share : n;
-    const void *src[SL_COMM_MAX_RANKS];
-    for (size_t b = lo; b < hi; b += COPY_BLOCK / esz) {
-        size_t len = hi - b < COPY_BLOCK / esz ? hi - b : COPY_BLOCK / esz;
-        for (int m = 0; m < c->n; m++) {
-            if (m == c->me) {
-                src[m] = (const uint8_t *)in + b * esz;
-                continue;
-            }
-            src[m] = c->tmp + (size_t)m * COPY_BLOCK;
-            if (read_peer(c->hdr->pids[m], c->tmp + (size_t)m * COPY_BLOCK,
-                          c->ctl[m].ready[seq & 1].in + b * esz, len * esz) != 0) {
-                return read_failed(c, m, "input");
-            }
-        }
-        reduce((uint8_t *)out + b * esz, src, c->n, len, d->dtype, d->reduce);
-    }
-    set_flag(c, &c->ctl[c->me].reduced, seq);
-    SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, "its share of a reduction"));
-    for (int m = 0; m < c->n; m++) {
-        size_t mlo = share * (size_t)m < n ? share * (size_t)m : n;
-        size_t mhi = mlo + share < n ? mlo + share : n;
-        if (m != c->me && mhi > mlo &&
-            read_peer(c->hdr->pids[m], (uint8_t *)out + mlo * esz,
-                      c->ctl[m].ready[seq & 1].out + mlo * esz, (mhi - mlo) * esz) != 0) {
-            return read_failed(c, m, "output");
-        }
-    }
-    set_flag(c, &c->ctl[c->me].gathered, seq);
-    return wait_all(c, offsetof(member_ctl, gathered), seq, "the others to copy its result");
 }
 
 /* Copies into this rank's buffer, with streaming stores or not (see STORES_AUTO); publish
@@ -999,7 +854,7 @@ static int by_value(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Member 0 (STORES_AUTO): one more call of `secs` with messages of bucket b written one way. */
+/* Member 0 (STORES_AUTO, messages up to TUNE_MAX): one more call of `secs` with messages of bucket b written one way. */
 static void tune(shm_comm *c, int b, int streaming, double secs)
 {
     tuner *t = &c->tune[b];
@@ -1034,10 +889,11 @@ static sl_status run_copying(shm_comm *c, const sl_coll_desc *d, const void *in,
     while (b < 31 && ((size_t)2 << b) <= bytes) {
         b++;
     }
-    int streaming = c->stores == STORES_AUTO
-                        ? (int)(atomic_load_explicit(&c->hdr->streaming, memory_order_relaxed) >> b & 1)
-                        : c->stores == STORES_STREAMING;
-    if (c->me != 0 || c->stores != STORES_AUTO) {
+    int measured = c->stores == STORES_AUTO && bytes <= TUNE_MAX;
+    int streaming = measured ? (int)(atomic_load_explicit(&c->hdr->streaming,
+                                                          memory_order_relaxed) >> b & 1)
+                             : c->stores == STORES_STREAMING;
+    if (c->me != 0 || !measured) {
         return run(c, d, in, out, streaming);
     }
     double t0 = now_s();
@@ -1051,12 +907,7 @@ static sl_status shm_run(void *state, const sl_coll_desc *d, const void *in, voi
     shm_comm *c = state;
     SL_TRY(failed_elsewhere(c));
     switch (d->kind) {
-    case SL_COLL_ALLREDUCE:
-        if (c->single_copy && d->count * sl_dtype_size(d->dtype) > ONE_SHOT_MAX &&
-            d->count >= (size_t)c->n) {
-            return run_allreduce_single_copy(c, d, in, out);
-        }
-        return run_copying(c, d, in, out, run_allreduce);
+    case SL_COLL_ALLREDUCE: return run_copying(c, d, in, out, run_allreduce);
     case SL_COLL_SEND:
     case SL_COLL_RECV: return run_p2p(c, d, in, out);
     case SL_COLL_BARRIER: return publish(c, d, ++c->seq);
