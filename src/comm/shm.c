@@ -58,15 +58,16 @@
  * member 0 times its collectives per power-of-two message size, tries the other way one epoch
  * in TUNE_EXPLORE, switches when its median call is 10% faster, and publishes the choice to the others. */
 enum { STORES_AUTO, STORES_CACHED, STORES_STREAMING };
+/* An epoch: TUNE_EPOCH calls, or TUNE_EPOCH_S seconds of at least TUNE_EPOCH_MIN calls (large
+ * messages: an epoch the slower way must not cost long). */
 #define TUNE_EPOCH 63
+#define TUNE_EPOCH_MIN 5
+#define TUNE_EPOCH_S 0.02
 #define TUNE_EXPLORE 16
-/* Larger messages are written through the cache: streaming measured slower for them in either
- * state (16 MiB at 2 ranks: 3.3-4.3 ms against 3.5-5.9 ms), and an epoch of them trying the
- * slower way costs much. */
-#define TUNE_MAX ONE_SHOT_MAX
 
 typedef struct tuner {
     double secs[TUNE_EPOCH]; /* this epoch's calls */
+    double total;            /* their sum */
     uint32_t calls, epochs;
     int base;                /* the way found faster */
     double median[2];        /* seconds per call in the latest epoch of each way */
@@ -638,6 +639,37 @@ static void reduce(void *out, const void *const *src, int n, size_t count, sl_dt
 static const char *const kind_names[] = {"AllReduce", "AllGather", "ReduceScatter", "Broadcast",
                                          "AlltoAll",  "Send",      "Receive",       "Barrier"};
 
+/* Before a flag: the streaming stores before it are seen before it. */
+static void stores_visible(void)
+{
+#if HAVE_STREAMING_STORES
+    _mm_sfence();
+#endif
+}
+
+/* Copies into this rank's buffer, with streaming stores or not (see STORES_AUTO); the flag set
+ * after stores_visible() publishes them. */
+static void copy_in(void *dst, const void *src, size_t bytes, int streaming)
+{
+#if HAVE_STREAMING_STORES
+    if (streaming) {
+        uint8_t *d = dst;
+        const uint8_t *s = src;
+        size_t i = 0;
+        for (; ((uintptr_t)(d + i) & 15) && i < bytes; i++) {
+            d[i] = s[i];
+        }
+        for (; i + 16 <= bytes; i += 16) {
+            _mm_stream_si128((__m128i *)(d + i), _mm_loadu_si128((const __m128i *)(s + i)));
+        }
+        memcpy(d + i, s + i, bytes - i);
+        return;
+    }
+#endif
+    (void)streaming;
+    memcpy(dst, src, bytes);
+}
+
 /* Publishes this rank's input for collective seq (already in its buffer) with its
  * fingerprint, waits for every member's, and checks that they all run the same collective. */
 static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
@@ -647,9 +679,7 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
     *fp = (fingerprint){.seq = seq, .count = d->count, .kind = (uint32_t)d->kind,
                         .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
                         .root = d->root};
-#if HAVE_STREAMING_STORES
-    _mm_sfence(); /* streaming stores into the buffer are seen before the flag */
-#endif
+    stores_visible();
     set_flag(c, &line->seq, seq);
     SL_TRY(wait_all(c, offsetof(member_ctl, ready) + (seq & 1) * sizeof(ready_line), seq,
                     kind_names[d->kind]));
@@ -671,29 +701,6 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
         }
     }
     return SL_OK;
-}
-
-/* Copies into this rank's buffer, with streaming stores or not (see STORES_AUTO); publish
- * makes the stores visible. */
-static void copy_in(void *dst, const void *src, size_t bytes, int streaming)
-{
-#if HAVE_STREAMING_STORES
-    if (streaming) {
-        uint8_t *d = dst;
-        const uint8_t *s = src;
-        size_t i = 0;
-        for (; ((uintptr_t)(d + i) & 15) && i < bytes; i++) {
-            d[i] = s[i];
-        }
-        for (; i + 16 <= bytes; i += 16) {
-            _mm_stream_si128((__m128i *)(d + i), _mm_loadu_si128((const __m128i *)(s + i)));
-        }
-        memcpy(d + i, s + i, bytes - i);
-        return;
-    }
-#endif
-    (void)streaming;
-    memcpy(dst, src, bytes);
 }
 
 /* The other members read this rank's input from its buffer; it reads its own from `in`
@@ -730,10 +737,14 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
                 src[m] = buffer(c, m, 0, seq) + lo * esz;
             }
             src[c->me] = mine + lo * esz;
-            if (hi > lo) {
-                reduce(buffer(c, c->me, 1, seq) + lo * esz, src, c->n, hi - lo, d->dtype,
-                       d->reduce);
+            uint8_t *result = buffer(c, c->me, 1, seq) + lo * esz;
+            if (hi > lo && streaming) { /* reduce privately, then stream out the share */
+                reduce(dst + lo * esz, src, c->n, hi - lo, d->dtype, d->reduce);
+                copy_in(result, dst + lo * esz, (hi - lo) * esz, 1);
+            } else if (hi > lo) {
+                reduce(result, src, c->n, hi - lo, d->dtype, d->reduce);
             }
+            stores_visible();
             set_flag(c, &c->ctl[c->me].reduced, seq);
             SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, "its share of a reduction"));
             for (int m = 0; m < c->n; m++) {
@@ -854,17 +865,19 @@ static int by_value(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Member 0 (STORES_AUTO, messages up to TUNE_MAX): one more call of `secs` with messages of bucket b written one way. */
+/* Member 0 (STORES_AUTO): one more call of `secs` with messages of bucket b written one way. */
 static void tune(shm_comm *c, int b, int streaming, double secs)
 {
     tuner *t = &c->tune[b];
     t->secs[t->calls++] = secs;
-    if (t->calls < TUNE_EPOCH) {
+    t->total += secs;
+    if (t->calls < TUNE_EPOCH && (t->calls < TUNE_EPOCH_MIN || t->total < TUNE_EPOCH_S)) {
         return;
     }
-    qsort(t->secs, TUNE_EPOCH, sizeof t->secs[0], by_value);
-    t->median[streaming] = t->secs[TUNE_EPOCH / 2];
+    qsort(t->secs, t->calls, sizeof t->secs[0], by_value);
+    t->median[streaming] = t->secs[t->calls / 2];
     t->calls = 0;
+    t->total = 0;
     if (streaming != t->base && t->median[streaming] < 0.9 * t->median[t->base]) {
         t->base = streaming;
     }
@@ -889,11 +902,10 @@ static sl_status run_copying(shm_comm *c, const sl_coll_desc *d, const void *in,
     while (b < 31 && ((size_t)2 << b) <= bytes) {
         b++;
     }
-    int measured = c->stores == STORES_AUTO && bytes <= TUNE_MAX;
-    int streaming = measured ? (int)(atomic_load_explicit(&c->hdr->streaming,
-                                                          memory_order_relaxed) >> b & 1)
-                             : c->stores == STORES_STREAMING;
-    if (c->me != 0 || !measured) {
+    int streaming = c->stores == STORES_AUTO
+                        ? (int)(atomic_load_explicit(&c->hdr->streaming, memory_order_relaxed) >> b & 1)
+                        : c->stores == STORES_STREAMING;
+    if (c->me != 0 || c->stores != STORES_AUTO) {
         return run(c, d, in, out, streaming);
     }
     double t0 = now_s();
