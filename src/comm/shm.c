@@ -43,8 +43,14 @@
 #define LINE 64
 #define DEFAULT_SLOT_BYTES (1u << 20)
 #define P2P_BYTES (256u << 10)
-/* All-reduces up to this size go one-shot (every rank reduces everything). */
-#define ONE_SHOT_MAX (256u << 10)
+/* All-reduces up to this size go one-shot (every rank reads and reduces everything), larger ones
+ * two-shot (each reduces a share, then all copy the shares: more waits, less work). Each rank
+ * copies and reads 2x the message one-shot and 2x two-shot at 2 ranks, but 4x against 2.5x at
+ * 4, so two-shot pays off sooner with more ranks. (Measured: at 2 ranks two-shot from 32 KiB
+ * took 0.45-0.65x MPI at 64 KiB against 0.54-0.65x one-shot; at 4 ranks on 2 cores two-shot from
+ * 8 KiB took 0.22-0.30x at 16-32 KiB against 0.29-0.52x, 0.55x at 256 KiB against 1.3-1.6x.) */
+#define ONE_SHOT_MAX_2 (32u << 10)
+#define ONE_SHOT_MAX_N (8u << 10)
 /* Buffers lie this far apart beyond their size: the same offset in two buffers (a reduction
  * reads and writes several at once) falls in different cache sets. (Measured: without it a
  * 512 KiB two-shot all-reduce took 3x as long.) */
@@ -716,7 +722,7 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
         uint64_t seq = ++c->seq;
         const char *mine = (const char *)in + off * esz;
         char *dst = (char *)out + off * esz;
-        if (n * esz <= ONE_SHOT_MAX || n < (size_t)c->n) {
+        if (n * esz <= (c->n == 2 ? ONE_SHOT_MAX_2 : ONE_SHOT_MAX_N) || n < (size_t)c->n) {
             copy_in(buffer(c, c->me, 0, seq), mine, n * esz, streaming);
             SL_TRY(publish(c, d, seq));
             for (int m = 0; m < c->n; m++) {
