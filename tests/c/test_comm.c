@@ -284,17 +284,22 @@ static uint64_t open_with_bad_stores(int rank, int n)
     return 1;
 }
 
+/* Runs body on 2 ranks of a new job; whether both succeeded and left no segment behind. */
+static int run_pair(const char *tag, rank_body body)
+{
+    char job[64];
+    snprintf(job, sizeof job, "t%d_%s", (int)getpid(), tag);
+    uint64_t sums[MAX_N];
+    pid_t pids[MAX_N];
+    return run_job(job, 2, body, sums, pids, 1) == 2 && shm_entries(job) == 0;
+}
+
 static void test_bad_stores_setting(void **state)
 {
     (void)state;
-    char job[64];
-    snprintf(job, sizeof job, "t%d_stores", (int)getpid());
-    uint64_t sums[MAX_N];
-    pid_t pids[MAX_N];
     setenv("SHARDLITE_SHM_STORES", "fast", 1);
-    assert_int_equal(run_job(job, 2, open_with_bad_stores, sums, pids, 1), 2);
+    assert_true(run_pair("stores", open_with_bad_stores));
     unsetenv("SHARDLITE_SHM_STORES");
-    assert_int_equal(shm_entries(job), 0);
 }
 
 /* Many small all-reduces with the stores chosen by measurement (the tuner switches ways
@@ -324,12 +329,7 @@ static uint64_t run_many(int rank, int n)
 static void test_measured_stores(void **state)
 {
     (void)state;
-    char job[64];
-    snprintf(job, sizeof job, "t%d_auto", (int)getpid());
-    uint64_t sums[MAX_N];
-    pid_t pids[MAX_N];
-    assert_int_equal(run_job(job, 2, run_many, sums, pids, 1), 2);
-    assert_int_equal(shm_entries(job), 0);
+    assert_true(run_pair("auto", run_many));
 }
 
 static void test_two_jobs_at_once(void **state)
@@ -376,11 +376,7 @@ static uint64_t mismatched(int rank, int n)
 static void test_mismatch_names_both_ops(void **state)
 {
     (void)state;
-    char job[64];
-    snprintf(job, sizeof job, "t%d_mismatch", (int)getpid());
-    uint64_t sums[MAX_N];
-    pid_t pids[MAX_N];
-    assert_int_equal(run_job(job, 2, mismatched, sums, pids, 1), 2);
+    assert_true(run_pair("mismatch", mismatched));
 }
 
 static uint64_t one_dies(int rank, int n)
