@@ -709,12 +709,41 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
     return SL_OK;
 }
 
+static size_t one_shot_max(const shm_comm *c)
+{
+    return c->n == 2 ? ONE_SHOT_MAX_2 : ONE_SHOT_MAX_N;
+}
+
+/* The next collective's input buffer, for an all-reduce of one piece: free to write between
+ * collectives (see the top). */
+static void *shm_stage(void *state, size_t bytes)
+{
+    shm_comm *c = state;
+    return bytes <= c->slot ? buffer(c, c->me, 0, c->seq + 1) : NULL;
+}
+
+/* Whether p lies in one of this rank's buffers. */
+static int in_my_buffers(shm_comm *c, const void *p)
+{
+    const uint8_t *lo = buffer(c, c->me, 0, 0), *hi = buffer(c, c->me, 1, 1) + c->slot;
+    return (const uint8_t *)p >= lo && (const uint8_t *)p < hi;
+}
+
 /* The other members read this rank's input from its buffer; it reads its own from `in`
- * (private memory: no copy). Two-shot pieces publish only the shares the others reduce. */
+ * (private memory: no copy; or its staged buffer). Two-shot pieces publish only the shares the
+ * others reduce. */
 static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *in, void *out,
                                int streaming)
 {
     size_t esz = sl_dtype_size(d->dtype);
+    if (in_my_buffers(c, in) &&
+        (in != buffer(c, c->me, 0, c->seq + 1) || in == out || d->count * esz > c->slot)) {
+        return fail(c, sl_error(SL_ERR_STATE,
+                                "rank %d: the staged input of collective #%llu is stale (another "
+                                "collective ran on this group since it was staged: two models "
+                                "predicting at once?) or misused (in place, or too large)",
+                                c->world_ranks[c->me], (unsigned long long)(c->seq + 1)));
+    }
     size_t per_piece = c->slot / esz;
     const void *src[SL_COMM_MAX_RANKS];
     for (size_t off = 0; off < d->count || off == 0; off += per_piece) {
@@ -722,8 +751,10 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
         uint64_t seq = ++c->seq;
         const char *mine = (const char *)in + off * esz;
         char *dst = (char *)out + off * esz;
-        if (n * esz <= (c->n == 2 ? ONE_SHOT_MAX_2 : ONE_SHOT_MAX_N) || n < (size_t)c->n) {
-            copy_in(buffer(c, c->me, 0, seq), mine, n * esz, streaming);
+        if (n * esz <= one_shot_max(c) || n < (size_t)c->n) {
+            if (mine != (const char *)buffer(c, c->me, 0, seq)) { /* else staged */
+                copy_in(buffer(c, c->me, 0, seq), mine, n * esz, streaming);
+            }
             SL_TRY(publish(c, d, seq));
             for (int m = 0; m < c->n; m++) {
                 src[m] = buffer(c, m, 0, seq);
@@ -736,8 +767,10 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
             size_t lo = share * (size_t)c->me < n ? share * (size_t)c->me : n;
             size_t hi = lo + share < n ? lo + share : n;
             uint8_t *buf = buffer(c, c->me, 0, seq);
-            copy_in(buf, mine, lo * esz, streaming);
-            copy_in(buf + hi * esz, mine + hi * esz, (n - hi) * esz, streaming);
+            if (mine != (const char *)buf) { /* else staged */
+                copy_in(buf, mine, lo * esz, streaming);
+                copy_in(buf + hi * esz, mine + hi * esz, (n - hi) * esz, streaming);
+            }
             SL_TRY(publish(c, d, seq));
             for (int m = 0; m < c->n; m++) {
                 src[m] = buffer(c, m, 0, seq) + lo * esz;
@@ -938,4 +971,5 @@ const sl_comm_backend sl_comm_shm = {
     .open = shm_open_group,
     .close = shm_close,
     .run = shm_run,
+    .stage = shm_stage,
 };

@@ -332,6 +332,48 @@ static void test_measured_stores(void **state)
     assert_true(run_pair("auto", run_many));
 }
 
+/* All-reduces with the input written where sl_comm_stage says (one-shot, and two-shot in one
+ * piece); none for a message of more than one piece; a staged input used after another
+ * collective is refused. */
+static uint64_t run_staged(int rank, int n)
+{
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+    static float out[100000];
+    const size_t counts[] = {1000, 100000};
+    for (int call = 0; call < 6; call++) {
+        size_t count = counts[call % 2];
+        float *in = sl_comm_stage(c, count * sizeof(float));
+        CHECK(in != NULL);
+        for (size_t i = 0; i < count; i++) {
+            in[i] = (float)(rank + 1) * 0.5f + (float)((i + (size_t)call) % 7);
+        }
+        sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = count,
+                          .reduce = SL_REDUCE_SUM};
+        CHECK(sl_comm_run(c, &d, in, out) == SL_OK);
+        for (size_t i = 0; i < count; i++) {
+            float want = (float)(n * (n + 1)) * 0.25f + (float)n * (float)((i + (size_t)call) % 7);
+            CHECK(out[i] == want);
+        }
+    }
+    CHECK(sl_comm_stage(c, (2u << 20) + 4) == NULL); /* more than one piece */
+    float *stale = sl_comm_stage(c, 64);
+    sl_coll_desc b = {.kind = SL_COLL_BARRIER};
+    CHECK(sl_comm_run(c, &b, NULL, NULL) == SL_OK);
+    sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = 16,
+                      .reduce = SL_REDUCE_SUM};
+    CHECK(sl_comm_run(c, &d, stale, out) == SL_ERR_STATE);
+    CHECK(strstr(sl_last_error(), "stale") || strstr(sl_last_error(), "failed"));
+    sl_comm_release(c);
+    return 1;
+}
+
+static void test_staged_input(void **state)
+{
+    (void)state;
+    assert_true(run_pair("staged", run_staged));
+}
+
 static void test_two_jobs_at_once(void **state)
 {
     (void)state;
@@ -481,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_all_collectives),
         cmocka_unit_test(test_bad_stores_setting),
         cmocka_unit_test(test_measured_stores),
+        cmocka_unit_test(test_staged_input),
         cmocka_unit_test(test_two_jobs_at_once),
         cmocka_unit_test(test_mismatch_names_both_ops),
         cmocka_unit_test(test_dead_peer_fails_fast),

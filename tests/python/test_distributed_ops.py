@@ -218,10 +218,37 @@ class Job:
             self.unary("alltoall_%d%d" % (sd, cd), "AlltoAll",
                        dict(world, split_count=n, split_dim=sd, concat_dim=cd, rank_size=n), xs,
                        want, shared=False)
+        self.add_staged()
         self.add_broadcast()
         self.add_send_receive()
         if n == 4:
             self.add_subgroups()
+
+    def add_staged(self):
+        """AllReduces right after the op computing their input, which the op then writes where
+        the communicator reads it (one-shot, and two-shot in one piece), and one whose input has
+        another use after it (written in the arena as usual)."""
+        n = self.n
+        xs = {r: (_values(self.rng, [4, 33], F32), _values(self.rng, [2, 40000], F32))
+              for r in range(n)}
+        s1 = rank_order([-xs[r][0] for r in range(n)], "sum")
+        s2 = rank_order([-xs[r][1] for r in range(n)], "sum")
+        y3 = -s1
+        s3 = rank_order([y3] * n, "sum")
+        ar = {"op": "sum", "group": self.world, "fusion": 0}
+        for r in range(n):
+            b = self.GraphBuilder("g")
+            a = b.input("a", [4, 33], F32)
+            c = b.input("c", [2, 40000], F32)
+            o1 = b.op("AllReduce", [b.op("Neg", [a])], ar)
+            o2 = b.op("AllReduce", [b.op("Neg", [c])], ar)
+            y = b.op("Neg", [o1])
+            o3 = b.op("Add", [b.op("AllReduce", [y], ar), y])
+            b.output(o1, o2, o3)
+            self._write("staged", r, b, list(xs[r]), [s1, s2, s3 + y3])
+        if n > 2:
+            self.ordered.add("staged")
+        self.shared.add("staged")
 
     def add_broadcast(self):
         """Broadcast of a tuple (float32 and int32) from the last rank."""
@@ -349,7 +376,7 @@ CASES = ["allreduce_sum", "allreduce_max", "allreduce_min", "allreduce_prod",
          "allreduce_sum_large", "allreduce_max_large", "allreduce_prod_large",
          "allreduce_sum_f16", "allreduce_min_f16", "allreduce_sum_i32", "allreduce_min_i32",
          "allgather", "reducescatter_sum", "reducescatter_max", "alltoall_10", "alltoall_02",
-         "broadcast", "sendrecv"]
+         "staged", "broadcast", "sendrecv"]
 
 
 @pytest.mark.parametrize("n", [2, 4])
