@@ -776,19 +776,17 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
                 src[m] = buffer(c, m, 0, seq) + lo * esz;
             }
             src[c->me] = mine + lo * esz;
-            uint8_t *result = buffer(c, c->me, 1, seq) + lo * esz;
-            if (hi > lo && streaming) { /* reduce privately, then stream out the share */
+            if (hi > lo) { /* the share into the output, and for the others into the segment */
                 reduce(dst + lo * esz, src, c->n, hi - lo, d->dtype, d->reduce);
-                copy_in(result, dst + lo * esz, (hi - lo) * esz, 1);
-            } else if (hi > lo) {
-                reduce(result, src, c->n, hi - lo, d->dtype, d->reduce);
+                copy_in(buffer(c, c->me, 1, seq) + lo * esz, dst + lo * esz, (hi - lo) * esz,
+                        streaming);
             }
             stores_visible();
             set_flag(c, &c->ctl[c->me].reduced, seq);
             SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, "its share of a reduction"));
             for (int m = 0; m < c->n; m++) {
                 size_t mlo = share * (size_t)m, mhi = mlo + share < n ? mlo + share : n;
-                if (mhi > mlo) {
+                if (m != c->me && mhi > mlo) {
                     memcpy(dst + mlo * esz, buffer(c, m, 1, seq) + mlo * esz, (mhi - mlo) * esz);
                 }
             }
