@@ -302,6 +302,23 @@ static void test_bad_stores_setting(void **state)
     unsetenv("SHARDLITE_SHM_STORES");
 }
 
+/* A float32 sum of `count` values from every rank (this rank's filled in at `in`), checked
+ * exactly (small multiples of 1/2: exact in any order). */
+static void sum_and_check(sl_comm *c, float *in, float *out, size_t count, int rank, int n,
+                          int call)
+{
+    for (size_t i = 0; i < count; i++) {
+        in[i] = (float)(rank + 1) * 0.5f + (float)((i + (size_t)call) % 7);
+    }
+    sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = count,
+                      .reduce = SL_REDUCE_SUM};
+    CHECK(sl_comm_run(c, &d, in, out) == SL_OK);
+    for (size_t i = 0; i < count; i++) {
+        float want = (float)(n * (n + 1)) * 0.25f + (float)n * (float)((i + (size_t)call) % 7);
+        CHECK(out[i] == want);
+    }
+}
+
 /* Many small all-reduces with the stores chosen by measurement (the tuner switches ways
  * during them): every result exact. */
 static uint64_t run_many(int rank, int n)
@@ -311,16 +328,7 @@ static uint64_t run_many(int rank, int n)
     enum { COUNT = 1001, CALLS = 3000 };
     float in[COUNT], out[COUNT];
     for (int call = 0; call < CALLS; call++) {
-        for (size_t i = 0; i < COUNT; i++) {
-            in[i] = (float)(rank + 1) * 0.5f + (float)((i + (size_t)call) % 7);
-        }
-        sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = COUNT,
-                          .reduce = SL_REDUCE_SUM};
-        CHECK(sl_comm_run(c, &d, in, out) == SL_OK);
-        for (size_t i = 0; i < COUNT; i++) {
-            float want = (float)(n * (n + 1)) * 0.25f + (float)n * (float)((i + (size_t)call) % 7);
-            CHECK(out[i] == want);
-        }
+        sum_and_check(c, in, out, COUNT, rank, n, call);
     }
     sl_comm_release(c);
     return 1;
@@ -345,16 +353,7 @@ static uint64_t run_staged(int rank, int n)
         size_t count = counts[call % 2];
         float *in = sl_comm_stage(c, count * sizeof(float));
         CHECK(in != NULL);
-        for (size_t i = 0; i < count; i++) {
-            in[i] = (float)(rank + 1) * 0.5f + (float)((i + (size_t)call) % 7);
-        }
-        sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = count,
-                          .reduce = SL_REDUCE_SUM};
-        CHECK(sl_comm_run(c, &d, in, out) == SL_OK);
-        for (size_t i = 0; i < count; i++) {
-            float want = (float)(n * (n + 1)) * 0.25f + (float)n * (float)((i + (size_t)call) % 7);
-            CHECK(out[i] == want);
-        }
+        sum_and_check(c, in, out, count, rank, n, call);
     }
     CHECK(sl_comm_stage(c, (2u << 20) + 4) == NULL); /* more than one piece */
     float *stale = sl_comm_stage(c, 64);
