@@ -526,6 +526,37 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
     return SL_OK;
 }
 
+/* Before a flag: the streaming stores before it are seen before it. */
+static void stores_visible(void)
+{
+#if HAVE_STREAMING_STORES
+    _mm_sfence();
+#endif
+}
+
+/* Copies into this rank's buffer, with streaming stores or not (see STORES_AUTO); the flag set
+ * after stores_visible() publishes them. */
+static void copy_in(void *dst, const void *src, size_t bytes, int streaming)
+{
+#if HAVE_STREAMING_STORES
+    if (streaming) {
+        uint8_t *d = dst;
+        const uint8_t *s = src;
+        size_t i = 0;
+        for (; ((uintptr_t)(d + i) & 15) && i < bytes; i++) {
+            d[i] = s[i];
+        }
+        for (; i + 16 <= bytes; i += 16) {
+            _mm_stream_si128((__m128i *)(d + i), _mm_loadu_si128((const __m128i *)(s + i)));
+        }
+        memcpy(d + i, s + i, bytes - i);
+        return;
+    }
+#endif
+    (void)streaming;
+    memcpy(dst, src, bytes);
+}
+
 /* ---- reductions: member order, so every rank computes the same bits ---- */
 
 static float half_to_float(uint16_t h, int bf16)
@@ -590,6 +621,9 @@ static uint16_t float_to_half(float f, int bf16)
                 }                                                                             \
             }                                                                                 \
             memcpy(o + i0, acc, k * sizeof(T));                                               \
+            if (also) {                                                                       \
+                copy_in((T *)also + i0, acc, k * sizeof(T), streaming);                       \
+            }                                                                                 \
         }                                                                                     \
     } while (0)
 
@@ -610,8 +644,10 @@ static uint16_t float_to_half(float f, int bf16)
     case SL_REDUCE_MIN: REDUCE_LOOP(T, b < a ? b : a); break;                                 \
     }
 
-static void reduce(void *out, const void *const *src, int n, size_t count, sl_dtype dt,
-                   sl_reduce op)
+/* out = the reduction of src[0..n) in member order; also (when not NULL) gets a copy, written
+ * as copy_in writes. */
+static void reduce(void *out, void *also, int streaming, const void *const *src, int n,
+                   size_t count, sl_dtype dt, sl_reduce op)
 {
     switch (dt) {
     case SL_DTYPE_FLOAT32: REDUCE_TYPED(float); break;
@@ -637,6 +673,9 @@ static void reduce(void *out, const void *const *src, int n, size_t count, sl_dt
             }
             o[i] = float_to_half(acc, bf);
         }
+        if (also) {
+            copy_in(also, out, count * sizeof(uint16_t), streaming);
+        }
         break;
     }
     default: break;
@@ -647,37 +686,6 @@ static void reduce(void *out, const void *const *src, int n, size_t count, sl_dt
 
 static const char *const kind_names[] = {"AllReduce", "AllGather", "ReduceScatter", "Broadcast",
                                          "AlltoAll",  "Send",      "Receive",       "Barrier"};
-
-/* Before a flag: the streaming stores before it are seen before it. */
-static void stores_visible(void)
-{
-#if HAVE_STREAMING_STORES
-    _mm_sfence();
-#endif
-}
-
-/* Copies into this rank's buffer, with streaming stores or not (see STORES_AUTO); the flag set
- * after stores_visible() publishes them. */
-static void copy_in(void *dst, const void *src, size_t bytes, int streaming)
-{
-#if HAVE_STREAMING_STORES
-    if (streaming) {
-        uint8_t *d = dst;
-        const uint8_t *s = src;
-        size_t i = 0;
-        for (; ((uintptr_t)(d + i) & 15) && i < bytes; i++) {
-            d[i] = s[i];
-        }
-        for (; i + 16 <= bytes; i += 16) {
-            _mm_stream_si128((__m128i *)(d + i), _mm_loadu_si128((const __m128i *)(s + i)));
-        }
-        memcpy(d + i, s + i, bytes - i);
-        return;
-    }
-#endif
-    (void)streaming;
-    memcpy(dst, src, bytes);
-}
 
 /* Publishes this rank's input for collective seq (already in its buffer) with its
  * fingerprint, waits for every member's, and checks that they all run the same collective. */
@@ -763,7 +771,7 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
                 src[m] = buffer(c, m, 0, seq);
             }
             src[c->me] = mine;
-            reduce(dst, src, c->n, n, d->dtype, d->reduce);
+            reduce(dst, NULL, 0, src, c->n, n, d->dtype, d->reduce);
         } else {
             /* two-shot: member i reduces share i, then everyone gathers the shares */
             size_t share = (n + (size_t)c->n - 1) / (size_t)c->n;
@@ -780,9 +788,8 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
             }
             src[c->me] = mine + lo * esz;
             if (hi > lo) { /* the share into the output, and for the others into the segment */
-                reduce(dst + lo * esz, src, c->n, hi - lo, d->dtype, d->reduce);
-                copy_in(buffer(c, c->me, 1, seq) + lo * esz, dst + lo * esz, (hi - lo) * esz,
-                        streaming);
+                reduce(dst + lo * esz, buffer(c, c->me, 1, seq) + lo * esz, streaming, src, c->n,
+                       hi - lo, d->dtype, d->reduce);
             }
             stores_visible();
             set_flag(c, &c->ctl[c->me].reduced, seq);
@@ -841,7 +848,7 @@ static sl_status run_chunked(shm_comm *c, const sl_coll_desc *d, const void *in,
             for (int m = 0; m < c->n; m++) {
                 src[m] = buffer(c, m, 0, seq) + (size_t)c->me * len;
             }
-            reduce(o + off, src, c->n, len / esz, d->dtype, d->reduce);
+            reduce(o + off, NULL, 0, src, c->n, len / esz, d->dtype, d->reduce);
             break;
         default: /* BROADCAST */
             if (c->me != d->root) {
