@@ -81,9 +81,10 @@ int sl_comm_size(const sl_comm *c);
 sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out);
 /* Where this rank may write the input of its next collective on c, an all-reduce of up to
  * `bytes`, or NULL (the backend has no such place, or the message is too large). Passing it as
- * `in` (with another `out`) spares the copy of the input into shared memory. It stays valid
- * until that next collective; one run in between (another model predicting on the same group
- * at once) makes that collective fail instead of reducing overwritten data. */
+ * `in` (with another `out`) spares the copy of the input into shared memory. Only the next
+ * collective may use it: after any other collective in between (another model predicting on
+ * the same group at once), the all-reduce given it fails instead of reducing overwritten data,
+ * and the group with it. */
 void *sl_comm_stage(sl_comm *c, size_t bytes);
 
 /* "AllReduce(sum, float32, 1024)" into buf: for error messages. */

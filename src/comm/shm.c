@@ -135,6 +135,8 @@ typedef struct shm_comm {
     uint8_t *data;     /* [n] x (2 buffers + 2 results) x slot */
     uint8_t *p2p_data; /* [n * n] x P2P_BYTES */
     uint64_t seq;      /* collectives run so far */
+    uint64_t staged;   /* the collective whose input sl_comm_stage gave out (0: none) */
+    int ticket;        /* the collective running now is that one */
     unsigned spins;    /* a wait spins this many times before it yields */
     int stores;        /* STORES_* */
     tuner tune[32];    /* member 0, STORES_AUTO: per message size (floor of log2) */
@@ -726,11 +728,15 @@ static size_t one_shot_max(const shm_comm *c)
 }
 
 /* The next collective's input buffer, for an all-reduce of one piece: free to write between
- * collectives (see the top). */
+ * collectives (see the top). The next collective, whatever it is, takes the ticket. */
 static void *shm_stage(void *state, size_t bytes)
 {
     shm_comm *c = state;
-    return bytes <= c->slot ? buffer(c, c->me, 0, c->seq + 1) : NULL;
+    if (bytes > c->slot) {
+        return NULL;
+    }
+    c->staged = c->seq + 1;
+    return buffer(c, c->me, 0, c->seq + 1);
 }
 
 /* Whether p lies in one of this rank's buffers. */
@@ -747,8 +753,8 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
                                int streaming)
 {
     size_t esz = sl_dtype_size(d->dtype);
-    if (in_my_buffers(c, in) &&
-        (in != buffer(c, c->me, 0, c->seq + 1) || in == out || d->count * esz > c->slot)) {
+    if (in_my_buffers(c, in) && (!c->ticket || in != buffer(c, c->me, 0, c->seq + 1) ||
+                                 in == out || d->count * esz > c->slot)) {
         return fail(c, sl_error(SL_ERR_STATE,
                                 "rank %d: the staged input of collective #%llu is stale (another "
                                 "collective ran on this group since it was staged: two models "
@@ -967,7 +973,13 @@ static sl_status run_copying(shm_comm *c, const sl_coll_desc *d, const void *in,
 static sl_status shm_run(void *state, const sl_coll_desc *d, const void *in, void *out)
 {
     shm_comm *c = state;
-    SL_TRY(failed_elsewhere(c));
+    int32_t ab = atomic_load(&c->hdr->aborted);
+    if (ab) { /* a failed group stays failed, whoever failed (this rank too) */
+        return sl_error(SL_ERR_STATE, "rank %d failed earlier: %s", c->world_ranks[ab - 1],
+                        c->hdr->abort_msg);
+    }
+    c->ticket = c->staged == c->seq + 1; /* this collective takes what was staged for it */
+    c->staged = 0;
     switch (d->kind) {
     case SL_COLL_ALLREDUCE: return run_copying(c, d, in, out, run_allreduce);
     case SL_COLL_SEND:

@@ -356,13 +356,18 @@ static uint64_t run_staged(int rank, int n)
         sum_and_check(c, in, out, count, rank, n, call);
     }
     CHECK(sl_comm_stage(c, (2u << 20) + 4) == NULL); /* more than one piece */
+    /* two collectives in between: the staged buffer is the current one again by parity */
     float *stale = sl_comm_stage(c, 64);
     sl_coll_desc b = {.kind = SL_COLL_BARRIER};
+    CHECK(sl_comm_run(c, &b, NULL, NULL) == SL_OK);
     CHECK(sl_comm_run(c, &b, NULL, NULL) == SL_OK);
     sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = 16,
                       .reduce = SL_REDUCE_SUM};
     CHECK(sl_comm_run(c, &d, stale, out) == SL_ERR_STATE);
     CHECK(strstr(sl_last_error(), "stale") || strstr(sl_last_error(), "failed"));
+    /* and the group stays failed, on this rank too */
+    float x[16] = {0};
+    CHECK(sl_comm_run(c, &d, x, out) == SL_ERR_STATE);
     sl_comm_release(c);
     return 1;
 }

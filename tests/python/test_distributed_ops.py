@@ -4,7 +4,8 @@ against numpy.
 
 Each job runs every case in one launch (one process per rank, started here with the SHARDLITE_*
 variables, or under mpirun for the MPI backend): the ranks build their case models in the same
-order, predict, save each model with Model.save, build the saved copy and predict again, and
+order, predict twice (the same bits both times), save each model with Model.save, build the
+saved copy and predict again, and
 leave their outputs as .npy files that the tests compare. Sums are checked exactly against
 numpy adding the ranks' inputs in rank order in float32 (the order the communicator promises),
 and results that are the same on every rank must be bit-identical across ranks.
@@ -52,8 +53,12 @@ def _rank_main(folder):
             tensors = model.get_inputs()
             for t, x in zip(tensors, inputs):
                 t.set_data_from_numpy(x)
-            for j, out in enumerate(model.predict(tensors)):
-                np.save("%s.%sout%d.npy" % (stem, tag, j), out.get_data_to_numpy())
+            outs = [o.get_data_to_numpy() for o in model.predict(tensors)]
+            again = [o.get_data_to_numpy() for o in model.predict(tensors)]  # staged again
+            for j, (out, out2) in enumerate(zip(outs, again)):
+                if out.tobytes() != out2.tobytes():
+                    raise AssertionError("%s: a second predict differs" % stem)
+                np.save("%s.%sout%d.npy" % (stem, tag, j), out)
             if not tag:
                 model.save(stem + ".resaved.mindir")
             keep.append(model)
