@@ -6,8 +6,9 @@ Also available as `python -m shardlite.launch`. Each rank gets SHARDLITE_RANK,
 SHARDLITE_WORLD_SIZE, SHARDLITE_LOCAL_RANK and SHARDLITE_JOB_ID (a new id per launch, which
 names the job's shared-memory segments), and PYTHONUNBUFFERED=1 unless set, so that a rank's
 last lines are not lost when it dies. Unless --no-bind, each rank is bound to its own block of
-the launcher's CPUs (as mpirun binds ranks to cores) when there are at least as many CPUs as
-ranks: the scheduler then never stacks two ranks on one core while another idles. Every rank runs in its own process group (and is killed if
+the launcher's CPUs, whole cores where there are enough (as mpirun binds ranks to cores), when
+there are at least as many CPUs as ranks: the scheduler then never stacks two ranks on one core
+while another idles. Every rank runs in its own process group (and is killed if
 the launcher dies); SIGINT, SIGTERM and SIGHUP sent to the launcher go to every rank's group.
 
 When a rank exits with a non-zero status or is killed, the others get a moment to end on their
@@ -83,13 +84,40 @@ def rank_env(base, rank, size, job, timeout=None):
     return env
 
 
-def cpu_blocks(size, cpus=None):
-    """The CPUs each of `size` ranks is bound to: the launcher's CPUs (or `cpus`) cut into
-    contiguous blocks, or None for every rank when the ranks outnumber the CPUs."""
+def _siblings(cpu):
+    """The hardware threads sharing cpu's core (Linux sysfs), or just cpu."""
+    path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return {cpu}
+    out = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def cpu_blocks(size, cpus=None, siblings=_siblings):
+    """The CPUs each of `size` ranks is bound to: the launcher's CPUs (or `cpus`) as whole cores
+    (a core's hardware threads stay together, so two ranks never share a core while another
+    idles), cut into contiguous blocks; by single CPUs when there are fewer cores than ranks;
+    None for every rank when the ranks outnumber the CPUs."""
     cpus = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
     if size > len(cpus):
         return [None] * size
-    return [set(cpus[r * len(cpus) // size:(r + 1) * len(cpus) // size]) for r in range(size)]
+    cores = []  # each a sorted list of allowed CPUs, in order of their first
+    seen = set()
+    for c in cpus:
+        if c not in seen:
+            core = sorted(set(siblings(c)) & set(cpus) | {c})
+            seen.update(core)
+            cores.append(core)
+    if size > len(cores):
+        cores = [[c] for c in cpus]
+    return [{c for core in cores[r * len(cores) // size:(r + 1) * len(cores) // size]
+             for c in core} for r in range(size)]
 
 
 def shm_leftovers(job):

@@ -69,6 +69,22 @@ def test_ranks_bound_to_their_own_cpus():
         assert [int(c) for c in rank_lines(unbound.stdout, r)[0].split()] == cpus
 
 
+def test_cpu_blocks_keep_cores_together():
+    from shardlite.launch import cpu_blocks
+
+    # 8 cores with 2 hardware threads each, numbered as Linux often does: core i = {i, i + 8}
+    ht = lambda c: {c % 8, c % 8 + 8}  # noqa: E731
+    cpus = range(16)
+    assert cpu_blocks(2, cpus, ht) == [{0, 1, 2, 3, 8, 9, 10, 11}, {4, 5, 6, 7, 12, 13, 14, 15}]
+    assert cpu_blocks(8, cpus, ht) == [{i, i + 8} for i in range(8)]
+    # more ranks than cores: single CPUs; more than CPUs: no binding
+    assert cpu_blocks(16, cpus, ht) == [{i} for i in range(16)]
+    assert cpu_blocks(17, cpus, ht) == [None] * 17
+    # only part of a core allowed; no topology known
+    assert cpu_blocks(2, [0, 1, 9], ht) == [{0}, {1, 9}]
+    assert cpu_blocks(3, [4, 5, 6], lambda c: {c}) == [{4}, {5}, {6}]
+
+
 def test_prefixes_and_no_prefix():
     code = "import sys; print('out'); print('err', file=sys.stderr); print('tail', end='')"
     proc, _ = launch(["-n", 2, sys.executable, "-c", code])
