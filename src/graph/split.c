@@ -468,6 +468,9 @@ static int transfer(plan *P, int i, const layout *eff)
     if (!any && n->op != SL_OP_MATMUL && n->op != SL_OP_BATCH_MATMUL && n->op != SL_OP_GATHER) {
         return T_UNSUP; /* nothing sharded: the caller replicates */
     }
+    if (is_binary(n->op)) {
+        return transfer_elementwise(P, i, eff);
+    }
     switch (n->op) {
     case SL_OP_MATMUL:
     case SL_OP_BATCH_MATMUL: return n->n_in >= 2 ? transfer_matmul(P, i, eff) : T_UNSUP;
@@ -481,15 +484,7 @@ static int transfer(plan *P, int i, const layout *eff)
     case SL_OP_NEG:
     case SL_OP_ABS:
     case SL_OP_CELU:
-    case SL_OP_CAST:
-    case SL_OP_ADD:
-    case SL_OP_SUB:
-    case SL_OP_MUL:
-    case SL_OP_DIV:
-    case SL_OP_REAL_DIV:
-    case SL_OP_MAXIMUM:
-    case SL_OP_MINIMUM:
-    case SL_OP_BIAS_ADD: return transfer_elementwise(P, i, eff);
+    case SL_OP_CAST: return transfer_elementwise(P, i, eff);
     case SL_OP_RESHAPE:
     case SL_OP_EXPAND_DIMS:
     case SL_OP_SQUEEZE:
