@@ -6,8 +6,9 @@
  * fingerprint of s beside it) and `reduced` (its share of a two-shot reduction is done). Flags
  * are sequence numbers in separate cache lines: no barriers. A member publishes s only after it
  * has finished s - 1, and finishes s only after seeing every member publish s: so when a rank
- * starts s + 1, everyone is done with s - 1, whose buffers s + 1 reuses (no `done` flag). Every reduction adds the members' data in member order, so every
- * rank gets bit-identical results. Messages larger than a buffer go in pieces.
+ * starts s + 1, everyone is done with s - 1, whose buffers s + 1 reuses (no `done` flag).
+ * Every reduction adds the members' data in member order, so every rank gets bit-identical
+ * results. Messages larger than a buffer go in pieces.
  *
  * The segment is created by the group's first member (mode 0600, O_EXCL, space reserved with
  * posix_fallocate so a full /dev/shm fails at build time, not with SIGBUS), and unlinked as soon
@@ -62,7 +63,8 @@
  * apart (a VM's vCPUs the host moves to different dies) every line read from another core's
  * cache is slow and reading memory is faster (64 KiB: 13 us against 27 us). `auto` measures:
  * member 0 times its collectives per power-of-two message size, tries the other way one epoch
- * in TUNE_EXPLORE, switches when its median call is 10% faster, and publishes the choice to the others. */
+ * in TUNE_EXPLORE, switches when its median call is 10% faster, and publishes the choice to
+ * the others. */
 enum { STORES_AUTO, STORES_CACHED, STORES_STREAMING };
 /* An epoch: TUNE_EPOCH timed calls, or TUNE_EPOCH_S seconds of at least TUNE_EPOCH_MIN (large
  * messages: an epoch the slower way must not cost long). */
@@ -194,13 +196,14 @@ static sl_status fail(shm_comm *c, sl_status st)
     return st;
 }
 
-/* The error of another member that failed, or SL_OK. */
-static sl_status failed_elsewhere(shm_comm *c)
+/* The error of the member that failed the group (this one too: a failed group stays failed),
+ * or SL_OK. */
+static sl_status group_failed(shm_comm *c)
 {
     int32_t ab = atomic_load(&c->hdr->aborted);
-    return ab && ab != c->me + 1 ? sl_error(SL_ERR_STATE, "rank %d failed: %s",
-                                            c->world_ranks[ab - 1], c->hdr->abort_msg)
-                                 : SL_OK;
+    return ab ? sl_error(SL_ERR_STATE, "rank %d failed: %s", c->world_ranks[ab - 1],
+                         c->hdr->abort_msg)
+              : SL_OK;
 }
 
 /* A spin-wait hint: lets the other hardware thread of the core run (x86 `pause`). */
@@ -228,9 +231,9 @@ static void set_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t v)
 }
 
 /* Waits until *flag >= target, member m writing the flag, and returns its value in *value.
- * Spins (c->spins times), then yields for up to a millisecond, then sleeps on a futex (a millisecond at a time,
- * woken by set_flag): long waits give the core away. (Sleeping sooner measured slower: waking a
- * sleeping rank costs tens to hundreds of microseconds on a VM.)
+ * Spins (c->spins times), then yields for up to a millisecond, then sleeps on a futex (a
+ * millisecond at a time, woken by set_flag): long waits give the core away. (Sleeping sooner
+ * measured slower: waking a sleeping rank costs tens to hundreds of microseconds on a VM.)
  * Checks the abort flag, the deadline and that m is alive. */
 static sl_status wait_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t target, int m,
                           const char *what, uint64_t *value)
@@ -247,7 +250,7 @@ static sl_status wait_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t target,
         if (start == 0) {
             start = last_check = t;
         }
-        SL_TRY(failed_elsewhere(c));
+        SL_TRY(group_failed(c));
         if (t - last_check > 0.01) {
             last_check = t;
             int32_t pid = atomic_load(&c->hdr->pids[m]);
@@ -507,7 +510,7 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
         /* every member maps the segment before its name goes away */
         double start = now_s();
         while (atomic_load(&c->hdr->attached) < (uint32_t)n && st == SL_OK) {
-            st = failed_elsewhere(c);
+            st = group_failed(c);
             if (st == SL_OK && now_s() - start > timeout) {
                 st = fail(c, sl_error(SL_ERR_STATE,
                                       "rendezvous of %d ranks on %s: only %u arrived within %.0f s",
@@ -746,6 +749,14 @@ static int in_my_buffers(shm_comm *c, const void *p)
     return (const uint8_t *)p >= lo && (const uint8_t *)p < hi;
 }
 
+/* Member m's share [lo, hi) of n elements in a two-shot all-reduce (may be empty). */
+static void share_of(const shm_comm *c, size_t n, int m, size_t *lo, size_t *hi)
+{
+    size_t share = (n + (size_t)c->n - 1) / (size_t)c->n;
+    *lo = share * (size_t)m < n ? share * (size_t)m : n;
+    *hi = *lo + share < n ? *lo + share : n;
+}
+
 /* The other members read this rank's input from its buffer; it reads its own from `in`
  * (private memory: no copy; or its staged buffer). Two-shot pieces publish only the shares the
  * others reduce. */
@@ -780,9 +791,8 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
             reduce(dst, NULL, 0, src, c->n, n, d->dtype, d->reduce);
         } else {
             /* two-shot: member i reduces share i, then everyone gathers the shares */
-            size_t share = (n + (size_t)c->n - 1) / (size_t)c->n;
-            size_t lo = share * (size_t)c->me < n ? share * (size_t)c->me : n;
-            size_t hi = lo + share < n ? lo + share : n;
+            size_t lo, hi;
+            share_of(c, n, c->me, &lo, &hi);
             uint8_t *buf = buffer(c, c->me, 0, seq);
             if (mine != (const char *)buf) { /* else staged */
                 copy_in(buf, mine, lo * esz, streaming);
@@ -801,7 +811,8 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
             set_flag(c, &c->ctl[c->me].reduced, seq);
             SL_TRY(wait_all(c, offsetof(member_ctl, reduced), seq, "its share of a reduction"));
             for (int m = 0; m < c->n; m++) {
-                size_t mlo = share * (size_t)m, mhi = mlo + share < n ? mlo + share : n;
+                size_t mlo, mhi;
+                share_of(c, n, m, &mlo, &mhi);
                 if (m != c->me && mhi > mlo) {
                     memcpy(dst + mlo * esz, buffer(c, m, 1, seq) + mlo * esz, (mhi - mlo) * esz);
                 }
@@ -955,9 +966,9 @@ static sl_status run_copying(shm_comm *c, const sl_coll_desc *d, const void *in,
     while (b < 31 && ((size_t)2 << b) <= bytes) {
         b++;
     }
-    int streaming = c->stores == STORES_AUTO
-                        ? (int)(atomic_load_explicit(&c->hdr->streaming, memory_order_relaxed) >> b & 1)
-                        : c->stores == STORES_STREAMING;
+    uint32_t chosen = atomic_load_explicit(&c->hdr->streaming, memory_order_relaxed);
+    int streaming = c->stores == STORES_AUTO ? (int)(chosen >> b & 1)
+                                             : c->stores == STORES_STREAMING;
     /* member 0 times one small call in TUNE_SAMPLE (reading the clock costs ~30 ns, 5% of a
      * small staged all-reduce), every large one */
     uint32_t sample = bytes < TUNE_SAMPLE_BELOW ? TUNE_SAMPLE : 1;
@@ -973,11 +984,7 @@ static sl_status run_copying(shm_comm *c, const sl_coll_desc *d, const void *in,
 static sl_status shm_run(void *state, const sl_coll_desc *d, const void *in, void *out)
 {
     shm_comm *c = state;
-    int32_t ab = atomic_load(&c->hdr->aborted);
-    if (ab) { /* a failed group stays failed, whoever failed (this rank too) */
-        return sl_error(SL_ERR_STATE, "rank %d failed earlier: %s", c->world_ranks[ab - 1],
-                        c->hdr->abort_msg);
-    }
+    SL_TRY(group_failed(c));
     c->ticket = c->staged == c->seq + 1; /* this collective takes what was staged for it */
     c->staged = 0;
     switch (d->kind) {

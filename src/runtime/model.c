@@ -66,7 +66,8 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
     m->call_out = calloc((size_t)max_out, sizeof *m->call_out);
     m->inputs = calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *m->inputs);
     m->outputs = calloc((size_t)(g->n_outputs ? g->n_outputs : 1), sizeof *m->outputs);
-    if (!m->scratch || !m->comms || !m->staged || !m->call_in || !m->call_out || !m->inputs || !m->outputs) {
+    if (!m->scratch || !m->comms || !m->staged || !m->call_in || !m->call_out || !m->inputs ||
+        !m->outputs) {
         sl_runtime_destroy(m);
         return sl_error(SL_ERR_NOMEM, "model: out of memory");
     }
