@@ -224,22 +224,21 @@ def _tp_probe(model, ranks, threads, runs, folder, tag, batches, copies=1):
     launch` binds them; returns the first process's {batch: seconds}."""
     from shardlite.launch import cpu_blocks
 
-    def cmd(copy):  # copies other than the first save their outputs apart
+    def start(r):  # process r: rank r of one job, or copy r (saving its outputs apart)
+        copy = r // ranks
         out = tag + ("_c%d" % copy if copy else "") + "_y"
-        return [sys.executable, TP_PROBE, model.replace("{copy}", str(copy)), str(threads),
-                str(runs),
-                os.path.join(folder, "x"), os.path.join(folder, out), *map(str, batches)]
+        cmd = [sys.executable, TP_PROBE, model.replace("{copy}", str(copy)), str(threads),
+               str(runs), os.path.join(folder, "x"), os.path.join(folder, out),
+               *map(str, batches)]
+        env = _rank_env(SHARDLITE_RANK=r % ranks, SHARDLITE_WORLD_SIZE=ranks,
+                        SHARDLITE_JOB_ID="bench%d-%s-%d" % (os.getpid(), tag, copy))
+        bind = (lambda: os.sched_setaffinity(0, blocks[r])) if blocks[r] else None
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, preexec_fn=bind)
 
-    job = "bench%d-%s" % (os.getpid(), tag)
     procs_n = max(ranks, copies)
     blocks = cpu_blocks(procs_n) if procs_n > 1 else [None]
-    procs = [subprocess.Popen(cmd(r // ranks), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_rank_env(SHARDLITE_RANK=r if ranks > 1 else 0,
-                                            SHARDLITE_WORLD_SIZE=ranks,
-                                            SHARDLITE_JOB_ID="%s-%d" % (job, r // ranks)),
-                              preexec_fn=(lambda b=blocks[r]: os.sched_setaffinity(0, b))
-                              if blocks[r] else None)
-             for r in range(procs_n)]
+    procs = [start(r) for r in range(procs_n)]
     outs = [p.communicate(timeout=600) for p in procs]
     if any(p.returncode != 0 for p in procs):
         raise RuntimeError("tp probe %s failed:\n%s" % (tag, "\n".join(
