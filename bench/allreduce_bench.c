@@ -5,12 +5,10 @@
  *
  * Per size: checks that all sides give the same (exact) sums, then runs ROUNDS rounds; each
  * round times a block of calls of each side (the order rotates every round), every block
- * starting on a barrier. A block's time per call is the slowest rank's. Float32 sums. The sides:
- * "shm", in place from private memory; "staged", with the input where sl_comm_stage puts it (as
- * the AllReduce op runs it when the op before it produces its input; sizes the communicator
- * stages only); "mpi", MPI_Allreduce in place. Rank 0 prints one JSON object per size with the
- * seconds per call of every round: {"ranks", "bytes", "iters", "shm_s": [...], "staged_s":
- * [...] (or absent), "mpi_s": [...]}. */
+ * starting on a barrier. A block's time per call is the slowest rank's. Float32 sums in place,
+ * as a model's AllReduce runs them. The sides: "shm", shardlite's shared-memory communicator;
+ * "mpi", MPI_Allreduce. Rank 0 prints one JSON object per size with the seconds per call of
+ * every round: {"ranks", "bytes", "iters", "shm_s": [...], "mpi_s": [...]}. */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,24 +32,16 @@ static void check(int ok, const char *what)
     }
 }
 
-enum { SHM, STAGED, MPI, SIDES };
-static const char *const side_names[SIDES] = {"shm", "staged", "mpi"};
+enum { SHM, MPI, SIDES };
+static const char *const side_names[SIDES] = {"shm", "mpi"};
 
-/* One all-reduce of count floats into buf; the staged side takes its input from the staged
- * buffer (set: the values to put there first, or NULL to leave what is there). */
-static void run(int side, sl_comm *c, float *buf, size_t count, const float *set)
+/* One all-reduce of count floats in place in buf. */
+static void run(int side, sl_comm *c, float *buf, size_t count)
 {
     sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = count,
                       .reduce = SL_REDUCE_SUM};
     if (side == SHM) {
         check(sl_comm_run(c, &d, buf, buf) == SL_OK, "sl_comm_run");
-    } else if (side == STAGED) {
-        float *in = sl_comm_stage(c, count * sizeof(float));
-        check(in != NULL, "sl_comm_stage");
-        if (set) {
-            memcpy(in, set, count * sizeof(float));
-        }
-        check(sl_comm_run(c, &d, in, buf) == SL_OK, "sl_comm_run (staged)");
     } else {
         check(MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) ==
                   MPI_SUCCESS,
@@ -65,36 +55,28 @@ static double time_block(int side, sl_comm *c, float *buf, size_t count, int ite
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = now_s();
     for (int i = 0; i < iters; i++) {
-        run(side, c, buf, count, NULL);
+        run(side, c, buf, count);
     }
     double mine = (now_s() - t0) / iters, slowest;
     MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     return slowest;
 }
 
-/* Every side must give the exact sums (small multiples of 1/2: exact in any order). Leaves
- * zeros in buf and in both staged buffers: sums stay zeros while timing. */
-static void check_sums(sl_comm *c, float *buf, size_t count, int rank, int size,
-                       const int *sides, int n_sides)
+/* Both sides must give the exact sums (small multiples of 1/2: exact in any order). Leaves
+ * zeros in buf: sums stay zeros while timing. */
+static void check_sums(sl_comm *c, float *buf, size_t count, int rank, int size)
 {
-    float *zeros = calloc(count, sizeof *zeros);
-    check(zeros != NULL, "out of memory");
-    for (int k = 0; k < n_sides; k++) {
+    for (int side = 0; side < SIDES; side++) {
         for (size_t i = 0; i < count; i++) {
             buf[i] = (float)(rank + 1) * 0.5f + (float)(i % 7);
         }
-        run(sides[k], c, buf, count, buf);
+        run(side, c, buf, count);
         for (size_t i = 0; i < count; i++) {
             float want = (float)(size * (size + 1)) * 0.25f + (float)size * (float)(i % 7);
             check(buf[i] == want, "a sum is wrong");
         }
     }
-    if (n_sides == SIDES) {
-        run(STAGED, c, buf, count, zeros);
-        run(STAGED, c, buf, count, zeros);
-    }
     memset(buf, 0, count * sizeof *buf);
-    free(zeros);
 }
 
 int main(int argc, char **argv)
@@ -120,44 +102,38 @@ int main(int argc, char **argv)
         size_t count = (size_t)atoll(argv[a]) / sizeof(float);
         float *buf = malloc(count * sizeof *buf);
         check(count > 0 && buf != NULL, "bad size or out of memory");
-        int sides[SIDES], n_sides = 0;
-        for (int side = 0; side < SIDES; side++) {
-            if (side != STAGED || sl_comm_stage(c, count * sizeof(float))) {
-                sides[n_sides++] = side;
-            }
-        }
-        check_sums(c, buf, count, rank, size, sides, n_sides);
-        /* calls per block: what takes ~round_s / n_sides per side, from rank 0's warm-up */
+        check_sums(c, buf, count, rank, size);
+        /* calls per block: what takes ~round_s / SIDES per side, from rank 0's warm-up */
         for (int i = 0; i < 3; i++) { /* every rank makes the same calls */
-            for (int k = 0; k < n_sides; k++) {
-                run(sides[k], c, buf, count, NULL);
+            for (int side = 0; side < SIDES; side++) {
+                run(side, c, buf, count);
             }
         }
         double t0 = now_s();
         for (int i = 0; i < 10; i++) {
-            for (int k = 0; k < n_sides; k++) {
-                run(sides[k], c, buf, count, NULL);
+            for (int side = 0; side < SIDES; side++) {
+                run(side, c, buf, count);
             }
         }
-        double per_call = (now_s() - t0) / (10.0 * n_sides);
-        int iters = (int)(round_s / n_sides / per_call);
+        double per_call = (now_s() - t0) / (10.0 * SIDES);
+        int iters = (int)(round_s / SIDES / per_call);
         iters = iters < 1 ? 1 : iters > 100000 ? 100000 : iters;
         MPI_Bcast(&iters, 1, MPI_INT, 0, MPI_COMM_WORLD);
         double *secs = malloc(sizeof(double) * (size_t)rounds * SIDES);
         check(secs != NULL, "out of memory");
         for (int r = 0; r < rounds; r++) {
-            for (int k = 0; k < n_sides; k++) { /* the order rotates */
-                int side = sides[(k + r) % n_sides];
+            for (int k = 0; k < SIDES; k++) { /* the order rotates */
+                int side = (k + r) % SIDES;
                 secs[side * rounds + r] = time_block(side, c, buf, count, iters);
             }
         }
         if (rank == 0) {
             printf("{\"ranks\": %d, \"bytes\": %zu, \"iters\": %d", size, count * sizeof(float),
                    iters);
-            for (int k = 0; k < n_sides; k++) {
-                printf(", \"%s_s\": [", side_names[sides[k]]);
+            for (int side = 0; side < SIDES; side++) {
+                printf(", \"%s_s\": [", side_names[side]);
                 for (int r = 0; r < rounds; r++) {
-                    printf("%s%.9g", r ? ", " : "", secs[sides[k] * rounds + r]);
+                    printf("%s%.9g", r ? ", " : "", secs[side * rounds + r]);
                 }
                 printf("]");
             }

@@ -282,17 +282,6 @@ sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *o
     return st;
 }
 
-void *sl_comm_stage(sl_comm *c, size_t bytes)
-{
-    if (!c->backend->stage) {
-        return NULL;
-    }
-    pthread_mutex_lock(&c->run_mu);
-    void *p = c->backend->stage(c->state, bytes);
-    pthread_mutex_unlock(&c->run_mu);
-    return p;
-}
-
 const char *sl_coll_str(const sl_coll_desc *d, char *buf, size_t n)
 {
     static const char *const kinds[] = {"AllReduce", "AllGather", "ReduceScatter", "Broadcast",

@@ -59,8 +59,6 @@ typedef struct sl_comm_backend {
     void (*close)(void *state);
     /* in/out per the desc (see sl_coll); for BROADCAST and SEND/RECV only `out`/`in` is used */
     sl_status (*run)(void *state, const sl_coll_desc *d, const void *in, void *out);
-    /* optional: see sl_comm_stage */
-    void *(*stage)(void *state, size_t bytes);
 } sl_comm_backend;
 
 typedef struct sl_comm sl_comm;
@@ -79,13 +77,6 @@ int sl_comm_rank(const sl_comm *c); /* this process's rank in the group */
 int sl_comm_size(const sl_comm *c);
 /* Runs one collective (serialised per communicator). */
 sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out);
-/* Where this rank may write the input of its next collective on c, an all-reduce of up to
- * `bytes`, or NULL (the backend has no such place, or the message is too large). Passing it as
- * `in` (with another `out`) spares the copy of the input into shared memory. Only the next
- * collective may use it: after any other collective in between (another model predicting on
- * the same group at once), the all-reduce given it fails instead of reducing overwritten data,
- * and the group with it. */
-void *sl_comm_stage(sl_comm *c, size_t bytes);
 
 /* "AllReduce(sum, float32, 1024)" into buf: for error messages. */
 SL_API const char *sl_coll_str(const sl_coll_desc *d, char *buf, size_t n);

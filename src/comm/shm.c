@@ -137,8 +137,6 @@ typedef struct shm_comm {
     uint8_t *data;     /* [n] x (2 buffers + 2 results) x slot */
     uint8_t *p2p_data; /* [n * n] x P2P_BYTES */
     uint64_t seq;      /* collectives run so far */
-    uint64_t staged;   /* the collective whose input sl_comm_stage gave out (0: none) */
-    int ticket;        /* the collective running now is that one */
     unsigned spins;    /* a wait spins this many times before it yields */
     int stores;        /* STORES_* */
     tuner tune[32];    /* member 0, STORES_AUTO: per message size (floor of log2) */
@@ -730,25 +728,6 @@ static size_t one_shot_max(const shm_comm *c)
     return c->n == 2 ? ONE_SHOT_MAX_2 : ONE_SHOT_MAX_N;
 }
 
-/* The next collective's input buffer, for an all-reduce of one piece: free to write between
- * collectives (see the top). The next collective, whatever it is, takes the ticket. */
-static void *shm_stage(void *state, size_t bytes)
-{
-    shm_comm *c = state;
-    if (bytes > c->slot) {
-        return NULL;
-    }
-    c->staged = c->seq + 1;
-    return buffer(c, c->me, 0, c->seq + 1);
-}
-
-/* Whether p lies in one of this rank's buffers. */
-static int in_my_buffers(shm_comm *c, const void *p)
-{
-    const uint8_t *lo = buffer(c, c->me, 0, 0), *hi = buffer(c, c->me, 1, 1) + c->slot;
-    return (const uint8_t *)p >= lo && (const uint8_t *)p < hi;
-}
-
 /* Member m's share [lo, hi) of n elements in a two-shot all-reduce (may be empty). */
 static void share_of(const shm_comm *c, size_t n, int m, size_t *lo, size_t *hi)
 {
@@ -758,20 +737,11 @@ static void share_of(const shm_comm *c, size_t n, int m, size_t *lo, size_t *hi)
 }
 
 /* The other members read this rank's input from its buffer; it reads its own from `in`
- * (private memory: no copy; or its staged buffer). Two-shot pieces publish only the shares the
- * others reduce. */
+ * (private memory: no copy). Two-shot pieces publish only the shares the others reduce. */
 static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *in, void *out,
                                int streaming)
 {
     size_t esz = sl_dtype_size(d->dtype);
-    if (in_my_buffers(c, in) && (!c->ticket || in != buffer(c, c->me, 0, c->seq + 1) ||
-                                 in == out || d->count * esz > c->slot)) {
-        return fail(c, sl_error(SL_ERR_STATE,
-                                "rank %d: the staged input of collective #%llu is stale (another "
-                                "collective ran on this group since it was staged: two models "
-                                "predicting at once?) or misused (in place, or too large)",
-                                c->world_ranks[c->me], (unsigned long long)(c->seq + 1)));
-    }
     size_t per_piece = c->slot / esz;
     const void *src[SL_COMM_MAX_RANKS];
     for (size_t off = 0; off < d->count || off == 0; off += per_piece) {
@@ -780,9 +750,7 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
         const char *mine = (const char *)in + off * esz;
         char *dst = (char *)out + off * esz;
         if (n * esz <= one_shot_max(c) || n < (size_t)c->n) {
-            if (mine != (const char *)buffer(c, c->me, 0, seq)) { /* else staged */
-                copy_in(buffer(c, c->me, 0, seq), mine, n * esz, streaming);
-            }
+            copy_in(buffer(c, c->me, 0, seq), mine, n * esz, streaming);
             SL_TRY(publish(c, d, seq));
             for (int m = 0; m < c->n; m++) {
                 src[m] = buffer(c, m, 0, seq);
@@ -794,10 +762,8 @@ static sl_status run_allreduce(shm_comm *c, const sl_coll_desc *d, const void *i
             size_t lo, hi;
             share_of(c, n, c->me, &lo, &hi);
             uint8_t *buf = buffer(c, c->me, 0, seq);
-            if (mine != (const char *)buf) { /* else staged */
-                copy_in(buf, mine, lo * esz, streaming);
-                copy_in(buf + hi * esz, mine + hi * esz, (n - hi) * esz, streaming);
-            }
+            copy_in(buf, mine, lo * esz, streaming);
+            copy_in(buf + hi * esz, mine + hi * esz, (n - hi) * esz, streaming);
             SL_TRY(publish(c, d, seq));
             for (int m = 0; m < c->n; m++) {
                 src[m] = buffer(c, m, 0, seq) + lo * esz;
@@ -969,8 +935,8 @@ static sl_status run_copying(shm_comm *c, const sl_coll_desc *d, const void *in,
     uint32_t chosen = atomic_load_explicit(&c->hdr->streaming, memory_order_relaxed);
     int streaming = c->stores == STORES_AUTO ? (int)(chosen >> b & 1)
                                              : c->stores == STORES_STREAMING;
-    /* member 0 times one small call in TUNE_SAMPLE (reading the clock costs ~30 ns, 5% of a
-     * small staged all-reduce), every large one */
+    /* member 0 times one small call in TUNE_SAMPLE (reading the clock costs ~30 ns, 3% of a
+     * 4 KiB all-reduce), every large one */
     uint32_t sample = bytes < TUNE_SAMPLE_BELOW ? TUNE_SAMPLE : 1;
     if (c->me != 0 || c->stores != STORES_AUTO || c->tune[b].seen++ % sample != 0) {
         return run(c, d, in, out, streaming);
@@ -985,8 +951,6 @@ static sl_status shm_run(void *state, const sl_coll_desc *d, const void *in, voi
 {
     shm_comm *c = state;
     SL_TRY(group_failed(c));
-    c->ticket = c->staged == c->seq + 1; /* this collective takes what was staged for it */
-    c->staged = 0;
     switch (d->kind) {
     case SL_COLL_ALLREDUCE: return run_copying(c, d, in, out, run_allreduce);
     case SL_COLL_SEND:
@@ -1001,5 +965,4 @@ const sl_comm_backend sl_comm_shm = {
     .open = shm_open_group,
     .close = shm_close,
     .run = shm_run,
-    .stage = shm_stage,
 };

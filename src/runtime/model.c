@@ -61,12 +61,11 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
     }
     m->scratch = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *m->scratch);
     m->comms = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *m->comms);
-    m->staged = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *m->staged);
     m->call_in = calloc((size_t)max_in, sizeof *m->call_in);
     m->call_out = calloc((size_t)max_out, sizeof *m->call_out);
     m->inputs = calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *m->inputs);
     m->outputs = calloc((size_t)(g->n_outputs ? g->n_outputs : 1), sizeof *m->outputs);
-    if (!m->scratch || !m->comms || !m->staged || !m->call_in || !m->call_out || !m->inputs ||
+    if (!m->scratch || !m->comms || !m->call_in || !m->call_out || !m->inputs ||
         !m->outputs) {
         sl_runtime_destroy(m);
         return sl_error(SL_ERR_NOMEM, "model: out of memory");
@@ -101,7 +100,6 @@ void sl_runtime_destroy(struct sl_model *m)
         sl_comm_release(m->comms[i]);
     }
     free(m->comms);
-    free(m->staged);
     free(m->arena);
     free(m->scratch);
     free(m->call_in);
@@ -291,42 +289,6 @@ static sl_status plan_arena(struct sl_model *m)
     return SL_OK;
 }
 
-/* How many inputs of nodes, and outputs of the graph, value v is. */
-static int uses(const sl_graph *g, int v)
-{
-    int n = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        for (int k = 0; k < g->nodes[i].n_in; k++) {
-            n += g->nodes[i].in[k] == v;
-        }
-    }
-    for (int k = 0; k < g->n_outputs; k++) {
-        n += g->outputs[k] == v;
-    }
-    return n;
-}
-
-/* An AllReduce whose input the node just before it computes for it alone: that node writes
- * the input where the communicator reads it (sl_comm_stage), sparing the collective its copy
- * into shared memory. (Not after a communication op: its collective would come between.) */
-static void plan_staging(struct sl_model *m)
-{
-    sl_graph *g = m->g;
-    for (int i = 0; i < g->n_nodes; i++) {
-        m->staged[i] = (struct sl_staged){-1, NULL};
-        const sl_node *n = &g->nodes[i], *next = i + 1 < g->n_nodes ? &g->nodes[i + 1] : NULL;
-        if (!next || next->op != SL_OP_ALL_REDUCE || !m->comms[i + 1] || n->dynamic ||
-            (sl_op_get(n->op)->flags & SL_OPF_COMM) || next->in[0] < 0) {
-            continue;
-        }
-        sl_value *v = &g->values[next->in[0]];
-        if (v->kind == SL_VALUE_ACT && !v->folded && !v->dynamic && v->producer == i &&
-            uses(g, next->in[0]) == 1) {
-            m->staged[i] = (struct sl_staged){next->in[0], v->data};
-        }
-    }
-}
-
 sl_status sl_runtime_prepare(struct sl_model *m)
 {
     sl_graph *g = m->g;
@@ -388,7 +350,6 @@ sl_status sl_runtime_prepare(struct sl_model *m)
         }
     }
     SL_TRY(plan_arena(m));
-    plan_staging(m);
     m->ready = 1;
     return SL_OK;
 }
@@ -415,11 +376,6 @@ sl_status sl_runtime_predict(struct sl_model *m)
             continue;
         }
         const sl_op_info *info = sl_op_get(n->op);
-        if (m->staged[i].value >= 0) {
-            sl_value *v = &g->values[m->staged[i].value];
-            void *at = sl_comm_stage(m->comms[i + 1], sl_value_bytes(v));
-            v->data = at ? at : m->staged[i].home;
-        }
         sl_op_call call;
         bind_call(m, i, &call);
         call.pool = m->pool;

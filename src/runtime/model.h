@@ -22,11 +22,6 @@ struct sl_model {
     size_t arena_bytes;
     void **scratch;       /* [n_nodes] each node's scratch in the arena */
     struct sl_comm **comms; /* [n_nodes] communication ops: their group's communicator */
-    struct sl_staged {
-        int value;  /* the input of the AllReduce after this node, which this node produces for
-                     * it alone, written where the communicator reads it; -1: none */
-        void *home; /* its place in the arena, if the communicator has none */
-    } *staged;      /* [n_nodes] */
     sl_value **call_in;   /* [max inputs] reused by every call */
     sl_value **call_out;  /* [max outputs] */
     sl_tensor *inputs;    /* [g->n_inputs] */

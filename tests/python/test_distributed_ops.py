@@ -54,7 +54,7 @@ def _rank_main(folder):
             for t, x in zip(tensors, inputs):
                 t.set_data_from_numpy(x)
             outs = [o.get_data_to_numpy() for o in model.predict(tensors)]
-            again = [o.get_data_to_numpy() for o in model.predict(tensors)]  # staged again
+            again = [o.get_data_to_numpy() for o in model.predict(tensors)]
             for j, (out, out2) in enumerate(zip(outs, again)):
                 if out.tobytes() != out2.tobytes():
                     raise AssertionError("%s: a second predict differs" % stem)
@@ -223,16 +223,15 @@ class Job:
             self.unary("alltoall_%d%d" % (sd, cd), "AlltoAll",
                        dict(world, split_count=n, split_dim=sd, concat_dim=cd, rank_size=n), xs,
                        want, shared=False)
-        self.add_staged()
+        self.add_chained()
         self.add_broadcast()
         self.add_send_receive()
         if n == 4:
             self.add_subgroups()
 
-    def add_staged(self):
-        """AllReduces right after the op computing their input, which the op then writes where
-        the communicator reads it (one-shot, and two-shot in one piece), and one whose input has
-        another use after it (written in the arena as usual)."""
+    def add_chained(self):
+        """AllReduces right after the op computing their input (one-shot, and two-shot in one
+        piece), and one whose input has another use after it."""
         n = self.n
         xs = {r: (_values(self.rng, [4, 33], F32), _values(self.rng, [2, 40000], F32))
               for r in range(n)}
@@ -250,10 +249,10 @@ class Job:
             y = b.op("Neg", [o1])
             o3 = b.op("Add", [b.op("AllReduce", [y], ar), y])
             b.output(o1, o2, o3)
-            self._write("staged", r, b, list(xs[r]), [s1, s2, s3 + y3])
+            self._write("chained", r, b, list(xs[r]), [s1, s2, s3 + y3])
         if n > 2:
-            self.ordered.add("staged")
-        self.shared.add("staged")
+            self.ordered.add("chained")
+        self.shared.add("chained")
 
     def add_broadcast(self):
         """Broadcast of a tuple (float32 and int32) from the last rank."""
@@ -381,7 +380,7 @@ CASES = ["allreduce_sum", "allreduce_max", "allreduce_min", "allreduce_prod",
          "allreduce_sum_large", "allreduce_max_large", "allreduce_prod_large",
          "allreduce_sum_f16", "allreduce_min_f16", "allreduce_sum_i32", "allreduce_min_i32",
          "allgather", "reducescatter_sum", "reducescatter_max", "alltoall_10", "alltoall_02",
-         "staged", "broadcast", "sendrecv"]
+         "chained", "broadcast", "sendrecv"]
 
 
 @pytest.mark.parametrize("n", [2, 4])
