@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "comm/comm.h"
+#include "comm/tuner.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -62,27 +63,11 @@
  * share a cache the first is faster (4 KiB: 0.8 us against 1.4 us here); between cores far
  * apart (a VM's vCPUs the host moves to different dies) every line read from another core's
  * cache is slow and reading memory is faster (64 KiB: 13 us against 27 us). `auto` measures:
- * member 0 times its collectives per power-of-two message size, tries the other way one epoch
- * in TUNE_EXPLORE, switches when its median call is 10% faster, and publishes the choice to
- * the others. */
+ * member 0 times its collectives per power-of-two message size (see comm/tuner.h) and
+ * publishes the choice to the others. */
 enum { STORES_AUTO, STORES_CACHED, STORES_STREAMING };
-/* An epoch: TUNE_EPOCH timed calls, or TUNE_EPOCH_S seconds of at least TUNE_EPOCH_MIN (large
- * messages: an epoch the slower way must not cost long). */
-#define TUNE_EPOCH 63
-#define TUNE_EPOCH_MIN 5
-#define TUNE_EPOCH_S 0.02
-#define TUNE_EXPLORE 16
 #define TUNE_SAMPLE 4
 #define TUNE_SAMPLE_BELOW (64u << 10)
-
-typedef struct tuner {
-    double secs[TUNE_EPOCH]; /* this epoch's calls */
-    double total;            /* their sum */
-    uint32_t calls, epochs;
-    uint32_t seen;           /* calls of this size, timed or not */
-    int base;                /* the way found faster */
-    double median[2];        /* seconds per call in the latest epoch of each way */
-} tuner;
 
 
 typedef struct fingerprint {
@@ -139,7 +124,8 @@ typedef struct shm_comm {
     uint64_t seq;      /* collectives run so far */
     unsigned spins;    /* a wait spins this many times before it yields */
     int stores;        /* STORES_* */
-    tuner tune[32];    /* member 0, STORES_AUTO: per message size (floor of log2) */
+    sl_tuner tune[32]; /* member 0, STORES_AUTO: per message size (floor of log2) */
+    uint32_t seen[32]; /* calls per message size, timed or not */
     uint64_t sent[SL_COMM_MAX_RANKS], received[SL_COMM_MAX_RANKS]; /* p2p messages per peer */
 } shm_comm;
 
@@ -889,37 +875,6 @@ static sl_status run_p2p(shm_comm *c, const sl_coll_desc *d, const void *in, voi
     return SL_OK;
 }
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Member 0 (STORES_AUTO): one more call of `secs` with messages of bucket b written one way. */
-static void tune(shm_comm *c, int b, int streaming, double secs)
-{
-    tuner *t = &c->tune[b];
-    t->secs[t->calls++] = secs;
-    t->total += secs;
-    if (t->calls < TUNE_EPOCH && (t->calls < TUNE_EPOCH_MIN || t->total < TUNE_EPOCH_S)) {
-        return;
-    }
-    qsort(t->secs, t->calls, sizeof t->secs[0], by_value);
-    t->median[streaming] = t->secs[t->calls / 2];
-    t->calls = 0;
-    t->total = 0;
-    if (streaming != t->base && t->median[streaming] < 0.9 * t->median[t->base]) {
-        t->base = streaming;
-    }
-    t->epochs++;
-    int next = t->epochs % TUNE_EXPLORE == 1 ? !t->base : t->base;
-    if (next) {
-        atomic_fetch_or(&c->hdr->streaming, 1u << b);
-    } else {
-        atomic_fetch_and(&c->hdr->streaming, ~(1u << b));
-    }
-}
-
 typedef sl_status (*copying_fn)(shm_comm *c, const sl_coll_desc *d, const void *in, void *out,
                                 int streaming);
 
@@ -938,12 +893,18 @@ static sl_status run_copying(shm_comm *c, const sl_coll_desc *d, const void *in,
     /* member 0 times one small call in TUNE_SAMPLE (reading the clock costs ~30 ns, 3% of a
      * 4 KiB all-reduce), every large one */
     uint32_t sample = bytes < TUNE_SAMPLE_BELOW ? TUNE_SAMPLE : 1;
-    if (c->me != 0 || c->stores != STORES_AUTO || c->tune[b].seen++ % sample != 0) {
+    if (c->me != 0 || c->stores != STORES_AUTO || c->seen[b]++ % sample != 0) {
         return run(c, d, in, out, streaming);
     }
     double t0 = now_s();
     SL_TRY(run(c, d, in, out, streaming));
-    tune(c, b, streaming, now_s() - t0);
+    if (sl_tuner_add(&c->tune[b], streaming, now_s() - t0) != streaming) {
+        if (streaming) {
+            atomic_fetch_and(&c->hdr->streaming, ~(1u << b));
+        } else {
+            atomic_fetch_or(&c->hdr->streaming, 1u << b);
+        }
+    }
     return SL_OK;
 }
 

@@ -1,0 +1,28 @@
+#ifndef SL_COMM_TUNER_H
+#define SL_COMM_TUNER_H
+
+#include <stdint.h>
+
+/* Chooses between two ways of doing one thing (the shm backend: cached or streaming stores, per
+ * message size) by timing calls. Calls are timed in epochs: SL_TUNER_EPOCH calls, or
+ * SL_TUNER_EPOCH_S seconds of at least SL_TUNER_EPOCH_MIN (an epoch of large messages the slower
+ * way must not cost long). One epoch in SL_TUNER_EXPLORE runs the other way; the tuner switches
+ * when that epoch's median call is 10% faster than the latest median of the way it holds. */
+#define SL_TUNER_EPOCH 63
+#define SL_TUNER_EPOCH_MIN 5
+#define SL_TUNER_EPOCH_S 0.02
+#define SL_TUNER_EXPLORE 16
+
+typedef struct sl_tuner {
+    double secs[SL_TUNER_EPOCH]; /* this epoch's calls */
+    double total;                /* their sum */
+    uint32_t calls, epochs;
+    int base;                    /* the way found faster (starts at 0) */
+    double median[2];            /* seconds per call in the latest epoch of each way */
+} sl_tuner;
+
+/* One more call of `secs` made `way` (0 or 1, the way the last result said). Returns the way
+ * the next calls take: `way` until the epoch ends. */
+int sl_tuner_add(sl_tuner *t, int way, double secs);
+
+#endif
