@@ -32,6 +32,7 @@ typedef enum sl_status {
     SL_ERR_NOMEM,         /* an allocation failed */
     SL_ERR_STATE,         /* a call out of order (e.g. predict before build) */
     SL_ERR_INTERNAL,      /* a bug: please report */
+    SL_ERR_INTERRUPTED,   /* a wait for other ranks was interrupted (sl_set_interrupt_check) */
 } sl_status;
 
 /* Values match MindSpore Lite's DataType numbering. */
@@ -137,6 +138,13 @@ SL_API sl_status sl_distributed_get(sl_distributed_info *out);
  * the job on this host (NULL: "configured"); backend: "shm", "mpi" or NULL/"" for automatic. */
 SL_API sl_status sl_distributed_configure(int rank, int size, const char *job,
                                           const char *backend);
+/* A function that a rank waiting for other ranks (at the rendezvous or in a collective) calls
+ * every ~10 ms: when it returns nonzero the wait ends with SL_ERR_INTERRUPTED, and the other
+ * ranks of the group fail too. NULL: none. The Python module sets one that runs Python's signal
+ * handlers, so Ctrl-C interrupts a rank blocked in a collective. Not for the MPI backend, whose
+ * waits are MPI's own. */
+typedef int (*sl_interrupt_check)(void);
+SL_API void sl_set_interrupt_check(sl_interrupt_check check);
 
 /* ---- tensor-parallel splitting ----
  * Cuts the full model at `path` into n rank models (Megatron layout: linear layers column- then

@@ -565,7 +565,9 @@ static PyObject *model_run(PyObject *obj, PyObject *inputs)
     st = sl_model_predict(self->model);
     Py_END_ALLOW_THREADS
     if (st != SL_OK) {
-        predict_failed("%s", sl_last_error());
+        if (!sl_py_raise_signal()) {
+            predict_failed("%s", sl_last_error());
+        }
         goto done;
     }
     list = results(self, state);

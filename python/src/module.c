@@ -3,8 +3,42 @@
 
 #include <string.h>
 
+/* What Python's signal handlers raised while the library waited for other ranks (see
+ * check_signals): sl_py_raise_signal raises it instead of the library's error. Touched with
+ * the GIL. */
+static PyObject *pending_type, *pending_value, *pending_tb;
+
+/* The library's interrupt check (sl_set_interrupt_check), called every ~10 ms while a rank
+ * waits for others with the GIL released: runs Python's signal handlers (on the main thread;
+ * elsewhere this does nothing), so Ctrl-C's KeyboardInterrupt ends the wait and is raised by
+ * the call that waited. */
+static int check_signals(void)
+{
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int raised = PyErr_CheckSignals() != 0;
+    if (raised && pending_type == NULL) {
+        PyErr_Fetch(&pending_type, &pending_value, &pending_tb);
+    }
+    PyErr_Clear();
+    PyGILState_Release(gil);
+    return raised;
+}
+
+int sl_py_raise_signal(void)
+{
+    if (pending_type == NULL) {
+        return 0;
+    }
+    PyErr_Restore(pending_type, pending_value, pending_tb);
+    pending_type = pending_value = pending_tb = NULL;
+    return 1;
+}
+
 PyObject *sl_py_raise(sl_status status)
 {
+    if (sl_py_raise_signal()) {
+        return NULL;
+    }
     const char *msg = sl_last_error();
     if (msg == NULL || msg[0] == '\0') {
         msg = sl_status_name(status);
@@ -323,6 +357,7 @@ static int module_exec(PyObject *module)
         PyModule_AddObjectRef(module, "ConvertInputs", state->convert_error) < 0) {
         return -1;
     }
+    sl_set_interrupt_check(check_signals);
     return 0;
 }
 

@@ -84,8 +84,12 @@ const char *sl_py_dtype_format(sl_dtype dtype);
  * SL_DTYPE_UNKNOWN for a format shardlite has no dtype for or a non-native byte order. */
 sl_dtype sl_py_view_dtype(const Py_buffer *view);
 
-/* Raises RuntimeError with the library's message for the failed call; returns NULL. */
+/* Raises RuntimeError with the library's message for the failed call (or, when a signal
+ * handler raised while the call waited for other ranks, what it raised); returns NULL. */
 PyObject *sl_py_raise(sl_status status);
+/* Raises what a signal handler raised while the last call waited for other ranks, if anything
+ * (KeyboardInterrupt on Ctrl-C); returns whether it did. */
+int sl_py_raise_signal(void);
 /* A str from a library string that may not be valid UTF-8 (model files are untrusted). */
 PyObject *sl_py_str(const char *s);
 /* Takes the model's lock, waiting without the GIL when another thread holds it. */

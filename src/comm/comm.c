@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,18 @@ struct sl_comm {
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static sl_comm *registry;
 static sl_rank_info configured; /* size 0: not configured */
+static _Atomic(sl_interrupt_check) interrupt_check;
+
+void sl_set_interrupt_check(sl_interrupt_check check)
+{
+    atomic_store(&interrupt_check, check);
+}
+
+int sl_comm_interrupted(void)
+{
+    sl_interrupt_check check = atomic_load(&interrupt_check);
+    return check && check();
+}
 
 double sl_comm_timeout(void)
 {

@@ -82,6 +82,9 @@ sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *o
 SL_API const char *sl_coll_str(const sl_coll_desc *d, char *buf, size_t n);
 /* The seconds a wait may last (SHARDLITE_COMM_TIMEOUT, default 60). */
 double sl_comm_timeout(void);
+/* Whether a wait should end (the check of sl_set_interrupt_check says so): waits ask every
+ * ~10 ms. */
+int sl_comm_interrupted(void);
 
 extern const sl_comm_backend sl_comm_shm;
 

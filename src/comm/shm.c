@@ -237,6 +237,13 @@ static sl_status wait_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t target,
         SL_TRY(group_failed(c));
         if (t - last_check > 0.01) {
             last_check = t;
+            if (sl_comm_interrupted()) {
+                return fail(c, sl_error(SL_ERR_INTERRUPTED,
+                                        "rank %d was interrupted while waiting for rank %d (%s, "
+                                        "collective #%llu)",
+                                        c->world_ranks[c->me], c->world_ranks[m], what,
+                                        (unsigned long long)c->seq));
+            }
             int32_t pid = atomic_load(&c->hdr->pids[m]);
             if (!alive(pid)) {
                 return fail(c, sl_error(SL_ERR_STATE,
@@ -396,7 +403,7 @@ static sl_status create_segment(shm_comm *c)
 
 static sl_status attach_segment(shm_comm *c)
 {
-    double start = now_s();
+    double start = now_s(), last_check = start;
     for (;;) {
         int fd = shm_open(c->name, O_RDWR, 0600);
         if (fd >= 0) {
@@ -429,11 +436,20 @@ static sl_status attach_segment(shm_comm *c)
             }
             close(fd); /* being set up, or the size differs: look again */
         }
-        if (now_s() - start > c->timeout) {
+        double t = now_s();
+        if (t - start > c->timeout) {
             return sl_error(SL_ERR_STATE,
                             "rank %d waited %.0f s for rank %d to create %s: is every rank of "
                             "the job running on this host?",
                             c->world_ranks[c->me], c->timeout, c->world_ranks[0], c->name);
+        }
+        if (t - last_check > 0.01) {
+            last_check = t;
+            if (sl_comm_interrupted()) {
+                return sl_error(SL_ERR_INTERRUPTED,
+                                "rank %d was interrupted while waiting for rank %d to create %s",
+                                c->world_ranks[c->me], c->world_ranks[0], c->name);
+            }
         }
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
@@ -492,13 +508,24 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
     if (st == SL_OK) {
         layout(c); /* the pointers, now that the segment is mapped */
         /* every member maps the segment before its name goes away */
-        double start = now_s();
+        double start = now_s(), last_check = start;
         while (atomic_load(&c->hdr->attached) < (uint32_t)n && st == SL_OK) {
             st = group_failed(c);
-            if (st == SL_OK && now_s() - start > timeout) {
+            double t = now_s();
+            if (st == SL_OK && t - start > timeout) {
                 st = fail(c, sl_error(SL_ERR_STATE,
                                       "rendezvous of %d ranks on %s: only %u arrived within %.0f s",
                                       n, c->name, atomic_load(&c->hdr->attached), timeout));
+            }
+            if (st == SL_OK && t - last_check > 0.01) {
+                last_check = t;
+                if (sl_comm_interrupted()) {
+                    st = fail(c, sl_error(SL_ERR_INTERRUPTED,
+                                          "rank %d was interrupted at the rendezvous of %d ranks "
+                                          "on %s (%u arrived)",
+                                          c->world_ranks[c->me], n, c->name,
+                                          atomic_load(&c->hdr->attached)));
+                }
             }
             struct timespec ts = {0, 200000};
             nanosleep(&ts, NULL);

@@ -62,6 +62,7 @@ const char *sl_status_name(sl_status status)
     case SL_ERR_NOMEM: return "out of memory";
     case SL_ERR_STATE: return "wrong state";
     case SL_ERR_INTERNAL: return "internal error";
+    case SL_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown status";
 }

@@ -421,6 +421,46 @@ static void test_dead_peer_fails_fast(void **state)
     assert_int_equal(shm_entries(job), 0);
 }
 
+/* The interrupt check says so after ~50 ms of waiting (5 calls, one per ~10 ms). */
+static int calls_to_interrupt;
+static int interrupt_soon(void)
+{
+    return ++calls_to_interrupt >= 5;
+}
+
+/* Rank 0 waits in an all-reduce for rank 1, which comes 1 s late: the interrupt check ends
+ * rank 0's wait at once, and rank 1's all-reduce then fails naming the interruption. */
+static uint64_t interrupted(int rank, int n)
+{
+    (void)n;
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+    float x[4] = {0}, y[4];
+    sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = 4};
+    if (rank == 0) {
+        sl_set_interrupt_check(interrupt_soon);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        CHECK(sl_comm_run(c, &d, x, y) == SL_ERR_INTERRUPTED);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        CHECK((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9 < 0.5);
+        CHECK(strstr(sl_last_error(), "rank 0 was interrupted while waiting for rank 1"));
+        sl_set_interrupt_check(NULL);
+    } else {
+        sleep(1);
+        CHECK(sl_comm_run(c, &d, x, y) == SL_ERR_STATE);
+        CHECK(strstr(sl_last_error(), "rank 0 failed: rank 0 was interrupted"));
+    }
+    sl_comm_release(c);
+    return 1;
+}
+
+static void test_interrupted_wait(void **state)
+{
+    (void)state;
+    assert_true(run_pair("intr", interrupted));
+}
+
 static uint64_t alone(int rank, int n)
 {
     (void)n;
@@ -494,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_measured_stores),
         cmocka_unit_test(test_two_jobs_at_once),
         cmocka_unit_test(test_mismatch_names_both_ops),
+        cmocka_unit_test(test_interrupted_wait),
         cmocka_unit_test(test_dead_peer_fails_fast),
         cmocka_unit_test(test_missing_peer_times_out),
     };

@@ -1,11 +1,12 @@
 """One rank of the distributed-failure tests (run under `shardlite launch`):
 
     dist_worker.py MODEL_STEM [--raise-on R] [--die-after-first R] [--loop SECONDS]
+                   [--stall R SECONDS]
 
-Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, predicts on ones (repeatedly for
---loop seconds) and prints "done rank R <first values>". Rank --raise-on raises before loading
-(before its first collective); rank --die-after-first kills itself with SIGKILL after its first
-predict."""
+Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built rank R", predicts
+on ones (repeatedly for --loop seconds) and prints "done rank R <first values>". Rank --raise-on
+raises before loading (before its first collective); rank --die-after-first kills itself with
+SIGKILL after its first predict; rank --stall sleeps SECONDS before its first predict."""
 
 import argparse
 import os
@@ -21,6 +22,7 @@ parser.add_argument("stem")
 parser.add_argument("--raise-on", type=int, default=-1)
 parser.add_argument("--die-after-first", type=int, default=-1)
 parser.add_argument("--loop", type=float, default=0.0)
+parser.add_argument("--stall", type=float, nargs=2, default=(-1, 0))
 args = parser.parse_args()
 
 info = mslite.distributed()
@@ -33,6 +35,9 @@ context = mslite.Context()
 context.cpu.thread_num = 1
 model = mslite.Model()
 model.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
+print(f"built rank {rank}", flush=True)
+if rank == args.stall[0]:
+    time.sleep(args.stall[1])
 inputs = model.get_inputs()
 for t in inputs:
     t.set_data_from_numpy(np.ones(t.shape, np.float32))

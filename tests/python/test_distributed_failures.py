@@ -2,16 +2,21 @@
 before its first collective, ranks whose models disagree, a missing model file. In every case
 all processes end, the launcher exits non-zero naming the rank within seconds (with the default
 60 s communicator deadline: the failure is noticed by dead-peer checks, fingerprints or the
-launcher, not by the deadline) and the job leaves nothing in /dev/shm."""
+launcher, not by the deadline) and the job leaves nothing in /dev/shm. And Ctrl-C (SIGINT) to a
+rank started without the launcher, while it waits for another."""
 
 import re
+import signal
+import subprocess
 import sys
+import time
+import uuid
 
 import numpy as np
 import pytest
 
-from launching import (WORKER, launch, matmul_allreduce, rank_lines, row_split_models,
-                       save_rank_model, shm_entries, wait_gone)
+from launching import (WORKER, launch, launch_env, matmul_allreduce, rank_lines,
+                       row_split_models, save_rank_model, shm_entries, wait_gone)
 
 # Far below the 60 s deadline: failures must not be found by waiting it out.
 WALL_LIMIT_S = 20
@@ -107,3 +112,61 @@ def test_models_disagree(mslite, tmp_path, variant):
         errors = [ln for ln in rank_lines(proc.stderr, r) if "mismatch" in ln]
         assert errors, proc.stderr
         assert all(op in errors[-1] for op in ops), errors[-1]
+
+
+def start_rank(stem, rank, job, *args):
+    """One rank of a 2-rank job as its own process, as a user starts ranks by hand."""
+    env = dict(launch_env(SHARDLITE_RANK=rank, SHARDLITE_WORLD_SIZE=2), SHARDLITE_JOB_ID=job)
+    return subprocess.Popen([sys.executable, str(WORKER), stem, *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def interrupt(proc):
+    """SIGINT to proc; returns (seconds until it ended (None: not within 10 s), its stderr)."""
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    try:
+        _out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return None, proc.communicate()[1]
+    return time.monotonic() - t0, err
+
+
+def test_ctrl_c_at_the_rendezvous(models):
+    """Rank 0 waits at the rendezvous for a rank 1 that never starts: SIGINT ends it at once
+    with KeyboardInterrupt (not at the 60 s deadline), leaving nothing in /dev/shm."""
+    job = "intr%s" % uuid.uuid4().hex[:8]
+    proc = start_rank(models, 0, job)
+    deadline = time.monotonic() + 20
+    while not shm_entries(job):  # rank 0 made the segment: it waits for rank 1
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    secs, err = interrupt(proc)
+    assert secs is not None and secs < 3, err
+    assert "KeyboardInterrupt" in err, err
+    assert not shm_entries(job)
+
+
+def test_ctrl_c_in_a_collective(models):
+    """Rank 0 waits in its first AllReduce while rank 1 stalls: SIGINT ends rank 0 at once with
+    KeyboardInterrupt; rank 1's collective then fails naming rank 0's interruption."""
+    job = "intr%s" % uuid.uuid4().hex[:8]
+    ranks = [start_rank(models, r, job, "--stall", 1, 6) for r in (0, 1)]
+    try:
+        assert ranks[0].stdout.readline().startswith("start rank 0")
+        assert ranks[0].stdout.readline().startswith("built rank 0")
+        time.sleep(0.5)  # rank 0 is in predict, waiting for rank 1
+        secs, err = interrupt(ranks[0])
+        assert secs is not None and secs < 3, err
+        assert "KeyboardInterrupt" in err, err
+        _out, err1 = ranks[1].communicate(timeout=30)
+        assert ranks[1].returncode == 1, err1
+        assert re.search(r"rank 0 failed: rank 0 was interrupted while waiting for rank 1", err1), \
+            err1
+    finally:
+        for p in ranks:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert not shm_entries(job)
