@@ -2,11 +2,11 @@
 
 #include "backend/cpu/gemm.h"
 #include "comm/comm.h"
+#include "core/cpus.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define ARENA_ALIGN 64
 
@@ -50,8 +50,7 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
     m->g = g;
     sl_gemm_init();
     if (thread_num <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        thread_num = n > 0 ? (int)n : 1;
+        thread_num = sl_cpus_usable();
     }
     m->thread_num = thread_num;
     int max_in = 1, max_out = 1;

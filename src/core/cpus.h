@@ -1,0 +1,19 @@
+/* How many threads this process can run at once: the CPUs it may run on (its affinity mask, as
+ * taskset, numactl, a container's cpuset or the launcher's binding leave it), capped by its
+ * cgroup's CPU quota (a container's --cpus, a Kubernetes CPU limit). */
+#ifndef SL_CORE_CPUS_H
+#define SL_CORE_CPUS_H
+
+#include <sched.h>
+
+/* The CPUs this process may run on (all online ones if the mask cannot be read). */
+void sl_cpus_allowed(cpu_set_t *out);
+/* The CPUs' worth of time the cgroup v2 quota allows (cpu.max: quota / period, rounded up; the
+ * least along the cgroup's path to the root), or 0 without a quota. `root`: where cgroup2 is
+ * mounted, `self`: the process's cgroup file (/sys/fs/cgroup and /proc/self/cgroup; tests give
+ * others). */
+int sl_cpus_quota(const char *root, const char *self);
+/* min(CPUs in sl_cpus_allowed, sl_cpus_quota when there is one), at least 1. */
+int sl_cpus_usable(void);
+
+#endif
