@@ -139,10 +139,10 @@ SL_API sl_status sl_distributed_get(sl_distributed_info *out);
 SL_API sl_status sl_distributed_configure(int rank, int size, const char *job,
                                           const char *backend);
 /* A function that a rank waiting for other ranks (at the rendezvous or in a collective) calls
- * every ~10 ms: when it returns nonzero the wait ends with SL_ERR_INTERRUPTED, and the other
- * ranks of the group fail too. NULL: none. The Python module sets one that runs Python's signal
- * handlers, so Ctrl-C interrupts a rank blocked in a collective. Not for the MPI backend, whose
- * waits are MPI's own. */
+ * every ~10 ms, holding the library's locks (it must not call the library): when it returns
+ * nonzero the wait ends with SL_ERR_INTERRUPTED, and the other ranks of the group fail too
+ * (those that have met at the rendezvous). NULL: none. The Python module sets one that reports
+ * Ctrl-C (SIGINT). Not for the MPI backend, whose waits are MPI's own. */
 typedef int (*sl_interrupt_check)(void);
 SL_API void sl_set_interrupt_check(sl_interrupt_check check);
 

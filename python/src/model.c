@@ -34,7 +34,11 @@ static void model_dealloc(PyObject *obj)
 {
     PyTypeObject *type = Py_TYPE(obj);
     sl_py_model *self = (sl_py_model *)obj;
+    /* without the GIL: releasing a communicator may wait for another thread's rendezvous,
+     * which may want the GIL for its interrupt check */
+    Py_BEGIN_ALLOW_THREADS
     sl_model_destroy(self->model);
+    Py_END_ALLOW_THREADS
     if (self->lock != NULL) {
         PyThread_free_lock(self->lock);
     }
@@ -565,9 +569,11 @@ static PyObject *model_run(PyObject *obj, PyObject *inputs)
     st = sl_model_predict(self->model);
     Py_END_ALLOW_THREADS
     if (st != SL_OK) {
-        if (!sl_py_raise_signal()) {
-            predict_failed("%s", sl_last_error());
+        PyObject *detail = sl_py_str(sl_last_error()); /* before the signal handlers */
+        if (detail != NULL && !sl_py_raise_signal()) {
+            predict_failed("%U", detail);
         }
+        Py_XDECREF(detail);
         goto done;
     }
     list = results(self, state);

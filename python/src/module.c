@@ -1,53 +1,48 @@
 /* shardlite._shardlite: the module (multi-phase init, per-module state) and its functions. */
 #include "shardlite_py.h"
 
+#include <signal.h>
 #include <string.h>
 
-/* What Python's signal handlers raised while the library waited for other ranks (see
- * check_signals): sl_py_raise_signal raises it instead of the library's error. Touched with
- * the GIL. */
-static PyObject *pending_type, *pending_value, *pending_tb;
+/* The thread that runs Python's signal handlers. */
+static unsigned long main_thread;
 
 /* The library's interrupt check (sl_set_interrupt_check), called every ~10 ms while a rank
- * waits for others with the GIL released: runs Python's signal handlers (on the main thread;
- * elsewhere this does nothing), so Ctrl-C's KeyboardInterrupt ends the wait and is raised by
- * the call that waited. */
+ * waits for others, with the GIL released and the library's locks held: on the main thread,
+ * whether SIGINT (Ctrl-C) has arrived. It runs no Python code (a handler could need those
+ * locks): it takes the signal and sets it again, so Python's SIGINT handler runs once the call
+ * that waited has returned (sl_py_raise_signal). Taking the GIL here cannot deadlock: no
+ * thread holding the GIL waits for the library's locks (model_dealloc lets it go). */
 static int check_signals(void)
 {
-    PyGILState_STATE gil = PyGILState_Ensure();
-    int raised = PyErr_CheckSignals() != 0;
-    if (raised && pending_type == NULL) {
-        PyErr_Fetch(&pending_type, &pending_value, &pending_tb);
+    if (PyThread_get_thread_ident() != main_thread) {
+        return 0;
     }
-    PyErr_Clear();
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int hit = PyOS_InterruptOccurred();
+    if (hit) {
+        PyErr_SetInterruptEx(SIGINT);
+    }
     PyGILState_Release(gil);
-    return raised;
+    return hit;
 }
 
 int sl_py_raise_signal(void)
 {
-    if (pending_type == NULL) {
-        return 0;
-    }
-    PyErr_Restore(pending_type, pending_value, pending_tb);
-    pending_type = pending_value = pending_tb = NULL;
-    return 1;
+    return PyErr_CheckSignals() != 0;
 }
 
 PyObject *sl_py_raise(sl_status status)
 {
-    if (sl_py_raise_signal()) {
-        return NULL;
-    }
     const char *msg = sl_last_error();
     if (msg == NULL || msg[0] == '\0') {
         msg = sl_status_name(status);
     }
-    PyObject *text = sl_py_str(msg);
-    if (text != NULL) {
+    PyObject *text = sl_py_str(msg); /* before the handlers, which may call the library */
+    if (text != NULL && !sl_py_raise_signal()) {
         PyErr_SetObject(PyExc_RuntimeError, text);
-        Py_DECREF(text);
     }
+    Py_XDECREF(text);
     return NULL;
 }
 
@@ -355,6 +350,16 @@ static int module_exec(PyObject *module)
         PyExc_TypeError, NULL);
     if (state->convert_error == NULL ||
         PyModule_AddObjectRef(module, "ConvertInputs", state->convert_error) < 0) {
+        return -1;
+    }
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *thread = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+    PyObject *ident = thread ? PyObject_GetAttrString(thread, "ident") : NULL;
+    main_thread = ident ? PyLong_AsUnsignedLong(ident) : 0;
+    Py_XDECREF(ident);
+    Py_XDECREF(thread);
+    Py_XDECREF(threading);
+    if (PyErr_Occurred()) {
         return -1;
     }
     sl_set_interrupt_check(check_signals);

@@ -87,8 +87,8 @@ sl_dtype sl_py_view_dtype(const Py_buffer *view);
 /* Raises RuntimeError with the library's message for the failed call (or, when a signal
  * handler raised while the call waited for other ranks, what it raised); returns NULL. */
 PyObject *sl_py_raise(sl_status status);
-/* Raises what a signal handler raised while the last call waited for other ranks, if anything
- * (KeyboardInterrupt on Ctrl-C); returns whether it did. */
+/* Runs Python's pending signal handlers (Ctrl-C while the call waited for other ranks:
+ * KeyboardInterrupt); returns whether they raised. */
 int sl_py_raise_signal(void);
 /* A str from a library string that may not be valid UTF-8 (model files are untrusted). */
 PyObject *sl_py_str(const char *s);

@@ -1,12 +1,14 @@
 """One rank of the distributed-failure tests (run under `shardlite launch`):
 
     dist_worker.py MODEL_STEM [--raise-on R] [--die-after-first R] [--loop SECONDS]
-                   [--stall R SECONDS]
+                   [--stall R SECONDS] [--quiet-sigint]
 
-Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built rank R", predicts
-on ones (repeatedly for --loop seconds) and prints "done rank R <first values>". Rank --raise-on
+Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built rank R", prints
+"predicting rank R", predicts on ones (repeatedly for --loop seconds) and prints "done rank R
+<first values>". Rank --raise-on
 raises before loading (before its first collective); rank --die-after-first kills itself with
-SIGKILL after its first predict; rank --stall sleeps SECONDS before its first predict."""
+SIGKILL after its first predict; rank --stall sleeps SECONDS before its first predict;
+--quiet-sigint installs a SIGINT handler that prints "SIGINT handled" and raises nothing."""
 
 import argparse
 import os
@@ -23,7 +25,10 @@ parser.add_argument("--raise-on", type=int, default=-1)
 parser.add_argument("--die-after-first", type=int, default=-1)
 parser.add_argument("--loop", type=float, default=0.0)
 parser.add_argument("--stall", type=float, nargs=2, default=(-1, 0))
+parser.add_argument("--quiet-sigint", action="store_true")
 args = parser.parse_args()
+if args.quiet_sigint:
+    signal.signal(signal.SIGINT, lambda *_: print("SIGINT handled", flush=True))
 
 info = mslite.distributed()
 rank = info["rank"]
@@ -38,6 +43,7 @@ model.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, cont
 print(f"built rank {rank}", flush=True)
 if rank == args.stall[0]:
     time.sleep(args.stall[1])
+print(f"predicting rank {rank}", flush=True)
 inputs = model.get_inputs()
 for t in inputs:
     t.set_data_from_numpy(np.ones(t.shape, np.float32))

@@ -115,22 +115,26 @@ def test_models_disagree(mslite, tmp_path, variant):
 
 
 def start_rank(stem, rank, job, *args):
-    """One rank of a 2-rank job as its own process, as a user starts ranks by hand."""
+    """One rank of a 2-rank job as its own process, as a user starts ranks by hand (SIGINT not
+    ignored, even when this test runs where it is, e.g. in a background job)."""
     env = dict(launch_env(SHARDLITE_RANK=rank, SHARDLITE_WORLD_SIZE=2), SHARDLITE_JOB_ID=job)
     return subprocess.Popen([sys.executable, str(WORKER), stem, *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def interrupt(proc):
-    """SIGINT to proc; returns (seconds until it ended (None: not within 10 s), its stderr)."""
+    """SIGINT to proc; returns (seconds until it ended (None: not within 10 s), its stdout and
+    stderr)."""
     proc.send_signal(signal.SIGINT)
     t0 = time.monotonic()
     try:
-        _out, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-        return None, proc.communicate()[1]
-    return time.monotonic() - t0, err
+        out, err = proc.communicate()
+        return None, out + err
+    return time.monotonic() - t0, out + err
 
 
 def test_ctrl_c_at_the_rendezvous(models):
@@ -148,18 +152,26 @@ def test_ctrl_c_at_the_rendezvous(models):
     assert not shm_entries(job)
 
 
-def test_ctrl_c_in_a_collective(models):
+@pytest.mark.parametrize("handler", ["default", "quiet"])
+def test_ctrl_c_in_a_collective(models, handler):
     """Rank 0 waits in its first AllReduce while rank 1 stalls: SIGINT ends rank 0 at once with
-    KeyboardInterrupt; rank 1's collective then fails naming rank 0's interruption."""
+    KeyboardInterrupt (with a SIGINT handler that raises nothing: the handler runs, and predict
+    raises RuntimeError); rank 1's collective then fails naming rank 0's interruption."""
     job = "intr%s" % uuid.uuid4().hex[:8]
-    ranks = [start_rank(models, r, job, "--stall", 1, 6) for r in (0, 1)]
+    extra = ["--quiet-sigint"] if handler == "quiet" else []
+    ranks = [start_rank(models, r, job, "--stall", 1, 6, *extra) for r in (0, 1)]
     try:
         assert ranks[0].stdout.readline().startswith("start rank 0")
         assert ranks[0].stdout.readline().startswith("built rank 0")
+        assert ranks[0].stdout.readline().startswith("predicting rank 0")
         time.sleep(0.5)  # rank 0 is in predict, waiting for rank 1
         secs, err = interrupt(ranks[0])
         assert secs is not None and secs < 3, err
-        assert "KeyboardInterrupt" in err, err
+        if handler == "default":
+            assert "KeyboardInterrupt" in err, err
+        else:
+            assert "SIGINT handled" in err, err
+            assert re.search(r"RuntimeError: predict failed! .*rank 0 was interrupted", err), err
         _out, err1 = ranks[1].communicate(timeout=30)
         assert ranks[1].returncode == 1, err1
         assert re.search(r"rank 0 failed: rank 0 was interrupted while waiting for rank 1", err1), \
