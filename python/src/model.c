@@ -106,12 +106,14 @@ static PyObject *model_build(PyObject *obj, PyObject *args, PyObject *kwargs)
     sl_context_destroy(ctx);
     if (st != SL_OK) {
         sl_py_unlock(self);
-        sl_py_raise(st);
+        sl_py_raise_waited(st);
         goto done;
     }
     PyObject *names = output_names(model);
     if (names == NULL || self->model != NULL) {
+        Py_BEGIN_ALLOW_THREADS /* see model_dealloc */
         sl_model_destroy(model);
+        Py_END_ALLOW_THREADS
         if (names != NULL) {
             Py_DECREF(names);
             PyErr_SetString(PyExc_RuntimeError, "the model is already built");
@@ -190,7 +192,7 @@ static PyObject *model_predict(PyObject *obj, PyObject *unused)
     Py_END_ALLOW_THREADS
     sl_py_unlock(self);
     if (st != SL_OK) {
-        return sl_py_raise(st);
+        return sl_py_raise_waited(st);
     }
     Py_RETURN_NONE;
 }
@@ -530,7 +532,7 @@ static PyObject *model_run(PyObject *obj, PyObject *inputs)
         return NULL;
     }
     memset(feeds, 0, (size_t)(n > 0 ? n : 0) * sizeof(feed));
-    PyObject *list = NULL;
+    PyObject *list = NULL, *failure = NULL;
     sl_py_lock(self);
     int resize = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -569,11 +571,7 @@ static PyObject *model_run(PyObject *obj, PyObject *inputs)
     st = sl_model_predict(self->model);
     Py_END_ALLOW_THREADS
     if (st != SL_OK) {
-        PyObject *detail = sl_py_str(sl_last_error()); /* before the signal handlers */
-        if (detail != NULL && !sl_py_raise_signal()) {
-            predict_failed("%U", detail);
-        }
-        Py_XDECREF(detail);
+        failure = sl_py_str(sl_last_error()); /* raised below, out of the lock */
         goto done;
     }
     list = results(self, state);
@@ -586,6 +584,12 @@ done:
     }
     if (feeds != small) {
         PyMem_Free(feeds);
+    }
+    if (failure != NULL) { /* Python's signal handlers first: Ctrl-C during a wait */
+        if (!sl_py_raise_signal()) {
+            predict_failed("%U", failure);
+        }
+        Py_DECREF(failure);
     }
     Py_DECREF(inputs);
     return list;

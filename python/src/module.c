@@ -32,13 +32,26 @@ int sl_py_raise_signal(void)
     return PyErr_CheckSignals() != 0;
 }
 
-PyObject *sl_py_raise(sl_status status)
+/* The library's message for a failed call, as a str (NULL with an exception set). */
+static PyObject *error_text(sl_status status)
 {
     const char *msg = sl_last_error();
-    if (msg == NULL || msg[0] == '\0') {
-        msg = sl_status_name(status);
+    return sl_py_str(msg != NULL && msg[0] != '\0' ? msg : sl_status_name(status));
+}
+
+PyObject *sl_py_raise(sl_status status)
+{
+    PyObject *text = error_text(status);
+    if (text != NULL) {
+        PyErr_SetObject(PyExc_RuntimeError, text);
+        Py_DECREF(text);
     }
-    PyObject *text = sl_py_str(msg); /* before the handlers, which may call the library */
+    return NULL;
+}
+
+PyObject *sl_py_raise_waited(sl_status status)
+{
+    PyObject *text = error_text(status); /* before the handlers, which may call the library */
     if (text != NULL && !sl_py_raise_signal()) {
         PyErr_SetObject(PyExc_RuntimeError, text);
     }
@@ -404,6 +417,7 @@ static int module_clear(PyObject *module)
 
 static void module_free(void *module)
 {
+    sl_set_interrupt_check(NULL); /* it needs this interpreter */
     module_clear((PyObject *)module);
 }
 

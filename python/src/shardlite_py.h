@@ -84,11 +84,13 @@ const char *sl_py_dtype_format(sl_dtype dtype);
  * SL_DTYPE_UNKNOWN for a format shardlite has no dtype for or a non-native byte order. */
 sl_dtype sl_py_view_dtype(const Py_buffer *view);
 
-/* Raises RuntimeError with the library's message for the failed call (or, when a signal
- * handler raised while the call waited for other ranks, what it raised); returns NULL. */
+/* Raises RuntimeError with the library's message for the failed call; returns NULL. */
 PyObject *sl_py_raise(sl_status status);
-/* Runs Python's pending signal handlers (Ctrl-C while the call waited for other ranks:
- * KeyboardInterrupt); returns whether they raised. */
+/* For a failed call that may have waited for other ranks (build, predict), with no lock held:
+ * runs Python's pending signal handlers first (Ctrl-C during the wait: KeyboardInterrupt) and
+ * raises what they raise, else as sl_py_raise. */
+PyObject *sl_py_raise_waited(sl_status status);
+/* Runs Python's pending signal handlers; returns whether they raised. */
 int sl_py_raise_signal(void);
 /* A str from a library string that may not be valid UTF-8 (model files are untrusted). */
 PyObject *sl_py_str(const char *s);

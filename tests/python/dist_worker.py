@@ -8,7 +8,8 @@ Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built ran
 <first values>". Rank --raise-on
 raises before loading (before its first collective); rank --die-after-first kills itself with
 SIGKILL after its first predict; rank --stall sleeps SECONDS before its first predict;
---quiet-sigint installs a SIGINT handler that prints "SIGINT handled" and raises nothing."""
+--quiet-sigint installs a SIGINT handler that writes the model's input (so takes its lock),
+prints "SIGINT handled" and raises nothing."""
 
 import argparse
 import os
@@ -27,8 +28,16 @@ parser.add_argument("--loop", type=float, default=0.0)
 parser.add_argument("--stall", type=float, nargs=2, default=(-1, 0))
 parser.add_argument("--quiet-sigint", action="store_true")
 args = parser.parse_args()
+
+
+def quiet_sigint(*_):
+    if "inputs" in globals():
+        inputs[0].set_data_from_numpy(np.ones(inputs[0].shape, np.float32))
+    print("SIGINT handled", flush=True)
+
+
 if args.quiet_sigint:
-    signal.signal(signal.SIGINT, lambda *_: print("SIGINT handled", flush=True))
+    signal.signal(signal.SIGINT, quiet_sigint)
 
 info = mslite.distributed()
 rank = info["rank"]
@@ -41,12 +50,12 @@ context.cpu.thread_num = 1
 model = mslite.Model()
 model.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
 print(f"built rank {rank}", flush=True)
-if rank == args.stall[0]:
-    time.sleep(args.stall[1])
-print(f"predicting rank {rank}", flush=True)
 inputs = model.get_inputs()
 for t in inputs:
     t.set_data_from_numpy(np.ones(t.shape, np.float32))
+if rank == args.stall[0]:
+    time.sleep(args.stall[1])
+print(f"predicting rank {rank}", flush=True)
 end = time.monotonic() + args.loop
 while True:
     out = model.predict(inputs)[0].get_data_to_numpy()

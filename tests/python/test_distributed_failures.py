@@ -155,8 +155,9 @@ def test_ctrl_c_at_the_rendezvous(models):
 @pytest.mark.parametrize("handler", ["default", "quiet"])
 def test_ctrl_c_in_a_collective(models, handler):
     """Rank 0 waits in its first AllReduce while rank 1 stalls: SIGINT ends rank 0 at once with
-    KeyboardInterrupt (with a SIGINT handler that raises nothing: the handler runs, and predict
-    raises RuntimeError); rank 1's collective then fails naming rank 0's interruption."""
+    KeyboardInterrupt (with a SIGINT handler that raises nothing: the handler runs, touching
+    the model, and predict raises RuntimeError); rank 1's collective then fails naming rank 0's
+    interruption."""
     job = "intr%s" % uuid.uuid4().hex[:8]
     extra = ["--quiet-sigint"] if handler == "quiet" else []
     ranks = [start_rank(models, r, job, "--stall", 1, 6, *extra) for r in (0, 1)]
