@@ -212,7 +212,8 @@ sl_status sl_comm_get(const int *ranks, int n, sl_comm **out)
     }
     pthread_mutex_lock(&registry_mu);
     for (sl_comm *c = registry; c; c = c->next) {
-        if (c->n == n && memcmp(c->ranks, ranks, sizeof(int) * (size_t)n) == 0) {
+        if (c->n == n && memcmp(c->ranks, ranks, sizeof(int) * (size_t)n) == 0 &&
+            !(c->backend->failed && c->backend->failed(c->state))) {
             c->refs++;
             pthread_mutex_unlock(&registry_mu);
             *out = c;

@@ -59,6 +59,9 @@ typedef struct sl_comm_backend {
     void (*close)(void *state);
     /* in/out per the desc (see sl_coll); for BROADCAST and SEND/RECV only `out`/`in` is used */
     sl_status (*run)(void *state, const sl_coll_desc *d, const void *in, void *out);
+    /* optional: whether the group has failed (every later collective fails too), so that
+     * sl_comm_get makes a new one rather than hand it out again */
+    int (*failed)(void *state);
 } sl_comm_backend;
 
 typedef struct sl_comm sl_comm;

@@ -948,6 +948,12 @@ static sl_status run_copying(shm_comm *c, const sl_coll_desc *d, const void *in,
     return SL_OK;
 }
 
+static int shm_failed(void *state)
+{
+    shm_comm *c = state;
+    return atomic_load(&c->hdr->aborted) != 0;
+}
+
 static sl_status shm_run(void *state, const sl_coll_desc *d, const void *in, void *out)
 {
     shm_comm *c = state;
@@ -966,4 +972,5 @@ const sl_comm_backend sl_comm_shm = {
     .open = shm_open_group,
     .close = shm_close,
     .run = shm_run,
+    .failed = shm_failed,
 };

@@ -380,6 +380,16 @@ static uint64_t mismatched(int rank, int n)
     /* the group stays failed: a matching collective after it fails too */
     sl_coll_desc same = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = 10};
     CHECK(sl_comm_run(c, &same, x, y) == SL_ERR_STATE);
+    /* asked for again (a model built after the failure), the group is a new one: a new
+     * rendezvous, working collectives */
+    sl_comm *fresh;
+    CHECK(sl_comm_get(NULL, 0, &fresh) == SL_OK && fresh != c);
+    float one[10];
+    for (int i = 0; i < 10; i++) {
+        one[i] = (float)(rank + 1);
+    }
+    CHECK(sl_comm_run(fresh, &same, one, y) == SL_OK && y[0] == 3.0f && y[9] == 3.0f);
+    sl_comm_release(fresh);
     sl_comm_release(c);
     return 1;
 }
