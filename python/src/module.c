@@ -12,7 +12,7 @@ static unsigned long main_thread;
  * whether SIGINT (Ctrl-C) has arrived. It runs no Python code (a handler could need those
  * locks): it takes the signal and sets it again, so Python's SIGINT handler runs once the call
  * that waited has returned (sl_py_raise_signal). Taking the GIL here cannot deadlock: no
- * thread holding the GIL waits for the library's locks (model_dealloc lets it go). */
+ * thread holding the GIL waits for the library's locks (models are destroyed without it). */
 static int check_signals(void)
 {
     if (PyThread_get_thread_ident() != main_thread) {

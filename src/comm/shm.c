@@ -544,8 +544,7 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
         for (int m = 0; m < n; m++) {
             CPU_OR(&all, &all, &c->hdr->cpus[m]);
         }
-        int cpus = CPU_COUNT(&all), quota = sl_cpus_quota("/sys/fs/cgroup", "/proc/self/cgroup");
-        c->spins = n > cpus || (quota > 0 && n > quota) ? 16 : 256;
+        c->spins = n > sl_cpus_usable(&all) ? 16 : 256;
     }
     if (st != SL_OK) {
         shm_close(c);

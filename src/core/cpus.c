@@ -74,11 +74,9 @@ int sl_cpus_quota(const char *root, const char *self)
     return least;
 }
 
-int sl_cpus_usable(void)
+int sl_cpus_usable(const cpu_set_t *cpus)
 {
-    cpu_set_t allowed;
-    sl_cpus_allowed(&allowed);
-    int n = CPU_COUNT(&allowed);
+    int n = CPU_COUNT(cpus);
     int quota = sl_cpus_quota("/sys/fs/cgroup", "/proc/self/cgroup");
     if (quota > 0 && quota < n) {
         n = quota;

@@ -13,7 +13,8 @@ void sl_cpus_allowed(cpu_set_t *out);
  * mounted, `self`: the process's cgroup file (/sys/fs/cgroup and /proc/self/cgroup; tests give
  * others). */
 int sl_cpus_quota(const char *root, const char *self);
-/* min(CPUs in sl_cpus_allowed, sl_cpus_quota when there is one), at least 1. */
-int sl_cpus_usable(void);
+/* How many threads can run at once on `cpus`: their count, capped by this process's cgroup
+ * quota (sl_cpus_quota) when there is one; at least 1. */
+int sl_cpus_usable(const cpu_set_t *cpus);
 
 #endif

@@ -50,7 +50,9 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
     m->g = g;
     sl_gemm_init();
     if (thread_num <= 0) {
-        thread_num = sl_cpus_usable();
+        cpu_set_t allowed;
+        sl_cpus_allowed(&allowed);
+        thread_num = sl_cpus_usable(&allowed);
     }
     m->thread_num = thread_num;
     int max_in = 1, max_out = 1;
@@ -64,8 +66,7 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
     m->call_out = calloc((size_t)max_out, sizeof *m->call_out);
     m->inputs = calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *m->inputs);
     m->outputs = calloc((size_t)(g->n_outputs ? g->n_outputs : 1), sizeof *m->outputs);
-    if (!m->scratch || !m->comms || !m->call_in || !m->call_out || !m->inputs ||
-        !m->outputs) {
+    if (!m->scratch || !m->comms || !m->call_in || !m->call_out || !m->inputs || !m->outputs) {
         sl_runtime_destroy(m);
         return sl_error(SL_ERR_NOMEM, "model: out of memory");
     }

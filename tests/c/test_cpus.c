@@ -84,7 +84,7 @@ static void test_usable_follows_affinity(void **state)
     (void)state;
     cpu_set_t allowed;
     sl_cpus_allowed(&allowed);
-    int n = sl_cpus_usable();
+    int n = sl_cpus_usable(&allowed);
     assert_true(n >= 1 && n <= CPU_COUNT(&allowed));
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -97,7 +97,10 @@ static void test_usable_follows_affinity(void **state)
                 break;
             }
         }
-        _exit(sched_setaffinity(0, sizeof one, &one) == 0 && sl_cpus_usable() == 1 ? 0 : 1);
+        int bound = sched_setaffinity(0, sizeof one, &one) == 0;
+        cpu_set_t now;
+        sl_cpus_allowed(&now);
+        _exit(bound && CPU_EQUAL(&now, &one) && sl_cpus_usable(&now) == 1 ? 0 : 1);
     }
     int status;
     waitpid(pid, &status, 0);
