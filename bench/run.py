@@ -214,7 +214,8 @@ def bench_allreduce(mslite, s, tmp):
 def _tp_probe(model, ranks, threads, runs, folder, tag, batches, copies=1):
     """Runs tp_probe.py as `ranks` rank processes (or `copies` independent processes of one
     rank each, model "{copy}" replaced by the copy's number), bound to CPUs as `shardlite
-    launch` binds them; returns the first process's {batch: seconds}."""
+    launch` binds them, starting each batch's timed calls in all of them at once; returns the
+    first process's {batch: seconds}."""
     from shardlite.launch import cpu_blocks
 
     def start(r):  # process r: rank r of one job, or copy r (saving its outputs apart)
@@ -226,18 +227,32 @@ def _tp_probe(model, ranks, threads, runs, folder, tag, batches, copies=1):
         env = _rank_env(SHARDLITE_RANK=r % ranks, SHARDLITE_WORLD_SIZE=ranks,
                         SHARDLITE_JOB_ID="bench%d-%s-%d" % (os.getpid(), tag, copy))
         bind = (lambda: os.sched_setaffinity(0, blocks[r])) if blocks[r] else None
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env, preexec_fn=bind)
+        return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=errs[r], text=True, env=env, preexec_fn=bind)
+
+    def failed():
+        report = []
+        for r, (p, e) in enumerate(zip(procs, errs)):
+            p.kill()
+            p.wait()
+            e.seek(0)
+            report.append("rank %d (exit %d): %s" % (r, p.returncode, e.read()[-3000:]))
+        return RuntimeError("tp probe %s failed:\n%s" % (tag, "\n".join(report)))
 
     procs_n = max(ranks, copies)
     blocks = cpu_blocks(procs_n) if procs_n > 1 else [None]
+    errs = [tempfile.TemporaryFile("w+") for _ in range(procs_n)]
     procs = [start(r) for r in range(procs_n)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    for _ in batches:  # the barrier before each batch's timed calls
+        if any(p.stdout.readline().strip() != "ready" for p in procs):
+            raise failed()
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+    outs = [p.communicate(timeout=600)[0] for p in procs]
     if any(p.returncode != 0 for p in procs):
-        raise RuntimeError("tp probe %s failed:\n%s" % (tag, "\n".join(
-            "rank %d (exit %d): %s" % (r, p.returncode, e[-3000:])
-            for r, (p, (_o, e)) in enumerate(zip(procs, outs)))))
-    return json.loads(outs[0][0].strip().splitlines()[-1])["times"]
+        raise failed()
+    return json.loads(outs[0].strip().splitlines()[-1])["times"]
 
 
 def bench_tp(mslite, s, tmp):

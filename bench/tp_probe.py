@@ -1,6 +1,9 @@
 """Run by run.py, alone or as one rank of a tensor-parallel job (SHARDLITE_RANK/WORLD_SIZE set):
 build the model, then for each batch size resize, make 3 warm-up calls and RUNS timed calls (a
-fixed count, so that every rank makes the same calls). Saves rank 0's first output per batch as
+fixed count, so that every rank makes the same calls). Before each batch's timed calls it prints
+"ready" and waits for a line on stdin: run.py starts the timed calls of all its processes at once,
+so that processes that share no collective (the ceiling's halves) still contend for memory over
+the same window, as the ranks of a job do. Saves rank 0's first output per batch as
 OUT_PREFIX<batch>.npy and prints one JSON object: {"rank", "times": {batch: [seconds...]}}.
 
     python tp_probe.py MODEL THREADS RUNS X_PREFIX OUT_PREFIX BATCH...
@@ -42,6 +45,8 @@ def main():
             np.save("%s%s.npy" % (out_prefix, batch), y)
         for _ in range(2):
             run()
+        print("ready", flush=True)
+        sys.stdin.readline()
         ts = []
         for _ in range(runs):
             t0 = time.perf_counter()
