@@ -35,7 +35,8 @@ class ModelParallelRunner:
         return f"model_path: {self.model_path_}."
 
     def build_from_file(self, model_path, context=None):
-        """Builds context.parallel.workers_num workers (0: a default from the CPU count).
+        """Builds context.parallel.workers_num workers (0: a default from the CPU count; one
+        for a model with communication ops, which a rank runs one predict at a time).
 
         Each worker uses context.cpu.thread_num threads (0: the CPUs split between the
         workers); context.parallel.config_path / config_info configure them as
@@ -50,13 +51,12 @@ class ModelParallelRunner:
         if not os.path.exists(model_path):
             raise RuntimeError("build_from_file failed, model_path does not exist!")
         count = context.parallel.workers_num or _default_workers()
-        threads = context.cpu.thread_num or max(1, (os.cpu_count() or 1) // count)
-        worker_context = Context()
-        worker_context.target = context.target
-        worker_context.cpu.thread_num = threads
-        workers = queue.Queue()
-        first = None
-        for _ in range(count):
+
+        def worker(count):
+            worker_context = Context()
+            worker_context.target = context.target
+            worker_context.cpu.thread_num = (context.cpu.thread_num
+                                             or max(1, (os.cpu_count() or 1) // count))
             model = Model()
             try:
                 model.build_from_file(model_path, ModelType.MINDIR, worker_context,
@@ -64,8 +64,22 @@ class ModelParallelRunner:
                                       context.parallel.config_info)
             except RuntimeError as e:
                 raise RuntimeError(f"ModelParallelRunner's init failed! Error is {e}") from None
-            first = first or model
-            workers.put(model)
+            return model
+
+        first = worker(count)
+        if count > 1 and first._model.communicates:
+            # the ranks must run their collectives in the same order: one worker per rank
+            if context.parallel.workers_num:
+                raise RuntimeError(
+                    f"ModelParallelRunner's init failed! Error is workers_num is {count}, but "
+                    "the model communicates with other ranks, and a rank predicts with one "
+                    "distributed model at a time: use workers_num 1 (or 0).")
+            count = 1
+            first = worker(count)  # joins the groups before the first build lets go of them
+        workers = queue.Queue()
+        workers.put(first)
+        for _ in range(count - 1):
+            workers.put(worker(count))
         self._workers, self._first, self.model_path_ = workers, first, model_path
 
     def _check_built(self, op):

@@ -762,6 +762,13 @@ static const size_getter weight_count_fn = sl_model_weight_count;
 static const size_getter weight_bytes_fn = sl_model_weight_bytes;
 static const size_getter arena_bytes_fn = sl_model_arena_bytes;
 
+static PyObject *get_communicates(PyObject *obj, void *closure)
+{
+    (void)closure;
+    sl_py_model *self = (sl_py_model *)obj;
+    return check_built(self) < 0 ? NULL : PyBool_FromLong(sl_model_communicates(self->model));
+}
+
 static PyObject *get_built(PyObject *obj, void *closure)
 {
     (void)closure;
@@ -778,6 +785,9 @@ static PyGetSetDef model_getset[] = {
      (void *)&weight_bytes_fn},
     {"arena_bytes", get_size, NULL, "Bytes of the activation arena planned for the current shapes.",
      (void *)&arena_bytes_fn},
+    {"communicates", get_communicates, NULL,
+     "True when the model has communication ops (one such model predicts at a time per rank).",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

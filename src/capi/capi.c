@@ -209,6 +209,16 @@ size_t sl_model_arena_bytes(const sl_model *m)
     return m ? m->arena_bytes : 0;
 }
 
+int sl_model_communicates(const sl_model *m)
+{
+    for (int i = 0; m && i < m->g->n_nodes; i++) {
+        if (m->comms[i]) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 size_t sl_model_user_info_count(const sl_model *m)
 {
     return m ? (size_t)m->g->n_user_info : 0;

@@ -16,6 +16,7 @@ struct sl_comm {
     int n, me;
     int refs;
     pthread_mutex_t run_mu; /* one collective at a time per communicator */
+    _Atomic(const void *) user; /* sl_comm_claim's holder, or NULL */
     struct sl_comm *next;
 };
 
@@ -286,6 +287,24 @@ int sl_comm_rank(const sl_comm *c)
 int sl_comm_size(const sl_comm *c)
 {
     return c->n;
+}
+
+sl_status sl_comm_claim(sl_comm *c, const void *user)
+{
+    const void *held = NULL;
+    if (atomic_compare_exchange_strong(&c->user, &held, user) || held == user) {
+        return SL_OK;
+    }
+    return sl_error(SL_ERR_STATE,
+                    "rank %d: another model of this process is running the collectives of its "
+                    "group of %d ranks; a rank predicts with one distributed model at a time, so "
+                    "that every rank runs the collectives in the same order",
+                    c->ranks[c->me], c->n);
+}
+
+void sl_comm_unclaim(sl_comm *c, const void *user)
+{
+    atomic_compare_exchange_strong(&c->user, &user, NULL);
 }
 
 sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out)

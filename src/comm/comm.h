@@ -78,6 +78,12 @@ sl_status sl_comm_get(const int *ranks, int n, sl_comm **out);
 void sl_comm_release(sl_comm *c);
 int sl_comm_rank(const sl_comm *c); /* this process's rank in the group */
 int sl_comm_size(const sl_comm *c);
+/* Claims c for `user` (a model, for the length of a predict) until sl_comm_unclaim. Every rank
+ * must run its collectives in the same order, so a rank runs one model's at a time: a claim
+ * while another user holds c fails (SL_ERR_STATE) instead of mixing the two models' data. A
+ * user may claim again what it holds; unclaiming what another user holds does nothing. */
+sl_status sl_comm_claim(sl_comm *c, const void *user);
+void sl_comm_unclaim(sl_comm *c, const void *user);
 /* Runs one collective (serialised per communicator). */
 sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out);
 

@@ -354,22 +354,9 @@ sl_status sl_runtime_prepare(struct sl_model *m)
     return SL_OK;
 }
 
-sl_status sl_runtime_predict(struct sl_model *m)
+static sl_status run_nodes(struct sl_model *m)
 {
     sl_graph *g = m->g;
-    if (!m->ready) {
-        for (int k = 0; k < g->n_inputs; k++) {
-            const sl_value *v = &g->values[g->inputs[k]];
-            if (sl_shape_numel(&v->shape) < 0) {
-                char buf[128];
-                return sl_error(SL_ERR_STATE,
-                                "input '%s' has unresolved dims %s: call resize with concrete "
-                                "shapes before predict",
-                                v->name, sl_shape_str(&v->shape, buf, sizeof buf));
-            }
-        }
-        return sl_error(SL_ERR_STATE, "the model is not built");
-    }
     for (int i = 0; i < g->n_nodes; i++) {
         sl_node *n = &g->nodes[i];
         if (g->values[n->out[0]].folded) {
@@ -404,4 +391,46 @@ sl_status sl_runtime_predict(struct sl_model *m)
         }
     }
     return SL_OK;
+}
+
+/* A model's communicators, claimed for one predict (claim) or let go (!claim). */
+static sl_status claim_groups(struct sl_model *m, int claim)
+{
+    for (int i = 0; i < m->g->n_nodes; i++) {
+        if (!m->comms[i]) {
+            continue;
+        }
+        if (!claim) {
+            sl_comm_unclaim(m->comms[i], m);
+            continue;
+        }
+        sl_status st = sl_comm_claim(m->comms[i], m);
+        if (st != SL_OK) {
+            claim_groups(m, 0);
+            return node_error(&m->g->nodes[i], st);
+        }
+    }
+    return SL_OK;
+}
+
+sl_status sl_runtime_predict(struct sl_model *m)
+{
+    sl_graph *g = m->g;
+    if (!m->ready) {
+        for (int k = 0; k < g->n_inputs; k++) {
+            const sl_value *v = &g->values[g->inputs[k]];
+            if (sl_shape_numel(&v->shape) < 0) {
+                char buf[128];
+                return sl_error(SL_ERR_STATE,
+                                "input '%s' has unresolved dims %s: call resize with concrete "
+                                "shapes before predict",
+                                v->name, sl_shape_str(&v->shape, buf, sizeof buf));
+            }
+        }
+        return sl_error(SL_ERR_STATE, "the model is not built");
+    }
+    SL_TRY(claim_groups(m, 1));
+    sl_status st = run_nodes(m);
+    claim_groups(m, 0);
+    return st;
 }

@@ -1,7 +1,7 @@
 /* The shared-memory communicator with real processes (fork): every collective and reduction at
  * 2 and 4 ranks against plain loops (same member order, so bit-exact), bit-identical results
  * across ranks, sub-groups, point-to-point, two jobs at once, a collective mismatch, a dead
- * peer, and no /dev/shm entry left behind. */
+ * peer, one claimant at a time, and no /dev/shm entry left behind. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -400,6 +400,35 @@ static void test_mismatch_names_both_ops(void **state)
     assert_true(run_pair("mismatch", mismatched));
 }
 
+/* A communicator serves one claimant at a time: a second fails until the first lets go, and
+ * letting go of what another holds does nothing. */
+static uint64_t claims(int rank, int n)
+{
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+    int a, b;
+    CHECK(sl_comm_claim(c, &a) == SL_OK && sl_comm_claim(c, &a) == SL_OK);
+    CHECK(sl_comm_claim(c, &b) == SL_ERR_STATE);
+    char want[64];
+    snprintf(want, sizeof want, "rank %d: another model", rank);
+    CHECK(strstr(sl_last_error(), want) && strstr(sl_last_error(), "one distributed model"));
+    sl_comm_unclaim(c, &b);
+    CHECK(sl_comm_claim(c, &b) == SL_ERR_STATE);
+    float x[8], y[8];
+    sum_and_check(c, x, y, 8, rank, n, 0); /* a claim does not stop collectives */
+    sl_comm_unclaim(c, &a);
+    CHECK(sl_comm_claim(c, &b) == SL_OK);
+    sl_comm_unclaim(c, &b);
+    sl_comm_release(c);
+    return 1;
+}
+
+static void test_one_claimant_at_a_time(void **state)
+{
+    (void)state;
+    assert_true(run_pair("claims", claims));
+}
+
 static uint64_t one_dies(int rank, int n)
 {
     (void)n;
@@ -545,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_two_jobs_at_once),
         cmocka_unit_test(test_mismatch_names_both_ops),
         cmocka_unit_test(test_interrupted_wait),
+        cmocka_unit_test(test_one_claimant_at_a_time),
         cmocka_unit_test(test_dead_peer_fails_fast),
         cmocka_unit_test(test_missing_peer_times_out),
     };

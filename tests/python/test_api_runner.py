@@ -133,6 +133,47 @@ def test_runner_workers_num_respected(mslite, heavy_path):
     assert max(one) > 0.85, (two, machine, one)
 
 
+def test_runner_of_a_distributed_model_has_one_worker(mslite, matmul_model, tmp_path):
+    """A model with communication ops gets one worker per rank (every rank must run its
+    collectives in the same order): workers_num 0 builds one where the CPUs ask for four (as
+    they still do for a model without), and workers_num 2 is refused. In a fresh 1-rank
+    process: its AllReduce returns its input."""
+    from launching import matmul_allreduce, save_rank_model
+
+    w = np.random.default_rng(8).uniform(-1, 1, (4, 3)).astype(np.float32)
+    distributed = save_rank_model(matmul_allreduce(w, [2, 4]), tmp_path / "ar.mindir", tmp_path)
+    plain, _ = matmul_model(w)
+    code = f"""
+import json, os
+import numpy as np
+import shardlite as mslite
+os.cpu_count = lambda: 16  # the default: 4 workers
+out = {{}}
+for name, path in (("distributed", {str(distributed)!r}), ("plain", {str(plain)!r})):
+    ctx = mslite.Context()
+    ctx.cpu.thread_num = 1
+    runner = mslite.ModelParallelRunner()
+    runner.build_from_file(path, ctx)
+    y = runner.predict([mslite.Tensor(np.ones((2, 4), np.float32))])[0].get_data_to_numpy()
+    out[name] = [runner._workers.qsize(), y.tolist()]
+ctx = mslite.Context()
+ctx.parallel.workers_num = 2
+try:
+    mslite.ModelParallelRunner().build_from_file({str(distributed)!r}, ctx)
+    out["two"] = "built"
+except RuntimeError as e:
+    out["two"] = str(e)
+print(json.dumps(out))
+"""
+    out = json.loads(run_python(code).stdout.strip().splitlines()[-1])
+    want = np.ones((2, 4), np.float32) @ w
+    assert out["distributed"][0] == 1 and out["plain"][0] == 4, out
+    for name in ("distributed", "plain"):
+        np.testing.assert_allclose(out[name][1], want, rtol=1e-5)
+    assert out["two"].startswith("ModelParallelRunner's init failed! Error is workers_num is 2, "
+                                 "but the model communicates with other ranks"), out
+
+
 # ---- ModelGroup ----
 
 def test_model_group_default_flag_and_type_checks(mslite, matmul_model):
