@@ -178,11 +178,40 @@ PyDoc_STRVAR(predict_doc,
 "predict()\n\nRuns the model on the data in its inputs, writing its outputs. The GIL is\n"
 "released meanwhile.");
 
+/* A model with communication ops predicts from one thread at a time: two threads' turns could
+ * come in different orders on different ranks, pairing one call's collectives with the
+ * other's. So a second thread's predict fails rather than waits. Call with the GIL; returns 0
+ * (then call end_predict) or -1 with RuntimeError set. */
+static int begin_predict(sl_py_model *self)
+{
+    if (!sl_model_communicates(self->model)) {
+        return 0;
+    }
+    if (self->predicting) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "predict failed! Error is another thread is predicting with this model, "
+                        "which communicates with other ranks: every rank must run its "
+                        "collectives in the same order, so a distributed model predicts from one "
+                        "thread at a time.");
+        return -1;
+    }
+    self->predicting = 1;
+    return 0;
+}
+
+static void end_predict(sl_py_model *self)
+{
+    self->predicting = 0;
+}
+
 static PyObject *model_predict(PyObject *obj, PyObject *unused)
 {
     (void)unused;
     sl_py_model *self = (sl_py_model *)obj;
     if (check_built(self) < 0) {
+        return NULL;
+    }
+    if (begin_predict(self) < 0) {
         return NULL;
     }
     sl_status st;
@@ -191,6 +220,7 @@ static PyObject *model_predict(PyObject *obj, PyObject *unused)
     st = sl_model_predict(self->model);
     Py_END_ALLOW_THREADS
     sl_py_unlock(self);
+    end_predict(self);
     if (st != SL_OK) {
         return sl_py_raise_waited(st);
     }
@@ -533,6 +563,13 @@ static PyObject *model_run(PyObject *obj, PyObject *inputs)
     }
     memset(feeds, 0, (size_t)(n > 0 ? n : 0) * sizeof(feed));
     PyObject *list = NULL, *failure = NULL;
+    if (begin_predict(self) < 0) {
+        Py_DECREF(inputs);
+        if (feeds != small) {
+            PyMem_Free(feeds);
+        }
+        return NULL;
+    }
     sl_py_lock(self);
     int resize = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -577,6 +614,7 @@ static PyObject *model_run(PyObject *obj, PyObject *inputs)
     list = results(self, state);
 done:
     sl_py_unlock(self);
+    end_predict(self);
     for (Py_ssize_t i = 0; i < n; i++) {
         if (feeds[i].has_view) {
             PyBuffer_Release(&feeds[i].view);

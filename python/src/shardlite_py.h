@@ -33,6 +33,7 @@ typedef struct sl_py_model {
     PyThread_type_lock lock; /* serialises calls that use or change the model */
     Py_ssize_t exports;   /* live buffer views of this model's tensors; resize waits for 0 */
     PyObject *out_names;  /* tuple of the outputs' names (str), set by build() */
+    int predicting;       /* a thread is in predict or run (kept for models that communicate) */
 } sl_py_model;
 
 /* shardlite._shardlite.TensorRef: one input or output of a Model, which it keeps alive. */

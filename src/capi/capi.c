@@ -211,12 +211,7 @@ size_t sl_model_arena_bytes(const sl_model *m)
 
 int sl_model_communicates(const sl_model *m)
 {
-    for (int i = 0; m && i < m->g->n_nodes; i++) {
-        if (m->comms[i]) {
-            return 1;
-        }
-    }
-    return 0;
+    return m ? m->communicates : 0;
 }
 
 size_t sl_model_user_info_count(const sl_model *m)

@@ -36,6 +36,7 @@ static sl_status join_group(struct sl_model *m, int i)
         ranks[k] = (int)p->group_ranks[k];
     }
     sl_status st = sl_comm_get(ranks, (int)p->n_group_ranks, &m->comms[i]);
+    m->communicates |= st == SL_OK;
     return st == SL_OK ? st : sl_error_wrap(st, "node '%s' (%s)", n->name, sl_op_get(n->op)->name);
 }
 
@@ -428,6 +429,9 @@ sl_status sl_runtime_predict(struct sl_model *m)
             }
         }
         return sl_error(SL_ERR_STATE, "the model is not built");
+    }
+    if (!m->communicates) {
+        return run_nodes(m);
     }
     SL_TRY(claim_groups(m, 1));
     sl_status st = run_nodes(m);

@@ -1,7 +1,7 @@
 """One rank of the distributed-failure tests (run under `shardlite launch`):
 
     dist_worker.py MODEL_STEM [--raise-on R] [--die-after-first R] [--loop SECONDS]
-                   [--stall R SECONDS] [--quiet-sigint] [--second-model]
+                   [--stall R SECONDS] [--quiet-sigint] [--second model|thread]
 
 Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built rank R", prints
 "predicting rank R", predicts on ones (repeatedly for --loop seconds) and prints "done rank R
@@ -9,9 +9,10 @@ Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built ran
 raises before loading (before its first collective); rank --die-after-first kills itself with
 SIGKILL after its first predict; rank --stall sleeps SECONDS before its first predict;
 --quiet-sigint installs a SIGINT handler that writes the model's input (so takes its lock),
-prints "SIGINT handled" and raises nothing; with --second-model, rank 0 builds a second model of
-its file and, 0.5 s into its first predict (which waits for a stalled rank 1), predicts with it
-from the main thread, printing "second model: <what predict raised>"."""
+prints "SIGINT handled" and raises nothing; with --second, rank 0 runs its first predict (which
+waits for a stalled rank 1) on a thread and, 0.5 s into it, predicts from the main thread with a
+second model of its file (model) or the same model (thread), printing "second: <what that
+predict raised>"."""
 
 import argparse
 import os
@@ -30,7 +31,7 @@ parser.add_argument("--die-after-first", type=int, default=-1)
 parser.add_argument("--loop", type=float, default=0.0)
 parser.add_argument("--stall", type=float, nargs=2, default=(-1, 0))
 parser.add_argument("--quiet-sigint", action="store_true")
-parser.add_argument("--second-model", action="store_true")
+parser.add_argument("--second", choices=("model", "thread"))
 args = parser.parse_args()
 
 
@@ -62,18 +63,20 @@ if rank == args.stall[0]:
 print(f"predicting rank {rank}", flush=True)
 end = time.monotonic() + args.loop
 while True:
-    if args.second_model and rank == 0:
-        second = mslite.Model()
-        second.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
+    if args.second and rank == 0:
+        second = model
+        if args.second == "model":
+            second = mslite.Model()
+            second.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
         res = []
         first = threading.Thread(target=lambda: res.append(model.predict(inputs)))
         first.start()
         time.sleep(0.5)
         try:
             second.predict(inputs)
-            print("second model: nothing", flush=True)
+            print("second: nothing", flush=True)
         except RuntimeError as e:
-            print(f"second model: {e}", flush=True)
+            print(f"second: {e}", flush=True)
         first.join()
         out = res[0][0].get_data_to_numpy()
         break

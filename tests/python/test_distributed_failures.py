@@ -71,24 +71,27 @@ def test_rank_raises_before_first_collective(models):
     assert "fails before its first collective" in "\n".join(rank_lines(proc.stderr, 1))
 
 
-def test_second_model_refused_during_a_collective(models):
-    """Rank 0 predicts with a second model of its file while the first waits in its AllReduce
-    for a stalled rank 1: the second fails at once, naming the rule (its collective would take
-    the first's turn in the order every rank must keep), and the first completes with the
-    right sums on both ranks."""
+@pytest.mark.parametrize("second", ["model", "thread"])
+def test_second_predict_refused_during_a_collective(models, second):
+    """Rank 0 predicts with a second model of its file, or with the same model from a second
+    thread, while its first predict waits in its AllReduce for a stalled rank 1: the second
+    fails at once, naming the rule (its collective would take the first's turn in the order
+    every rank must keep), and the first completes with the right sums on both ranks."""
     proc, _wall = launch(["-n", 2, sys.executable, WORKER, models, "--stall", 1, 2,
-                          "--second-model"])
+                          "--second", second])
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    second = [ln for ln in rank_lines(proc.stdout, 0) if ln.startswith("second model:")]
-    assert len(second) == 1, out
-    assert re.search(r"predict failed! .*node '.*' \(AllReduce\): rank 0: another model of "
-                     r"this process is running the collectives", second[0]), out
-    want = (np.ones((2, W.shape[0]), np.float32) @ W).ravel()[:4]
+    said = [ln for ln in rank_lines(proc.stdout, 0) if ln.startswith("second:")]
+    assert len(said) == 1, out
+    want = {"model": r"predict failed! .*node '.*' \(AllReduce\): rank 0: another model of "
+                     r"this process is running the collectives",
+            "thread": r"predict failed! Error is another thread is predicting with this model"}
+    assert re.search(want[second], said[0]), out
+    sums = (np.ones((2, W.shape[0]), np.float32) @ W).ravel()[:4]
     for r in (0, 1):
         done = [ln for ln in rank_lines(proc.stdout, r) if ln.startswith(f"done rank {r}")]
         assert len(done) == 1, out
-        np.testing.assert_allclose([float(v) for v in done[0].split()[3:]], want, rtol=1e-5)
+        np.testing.assert_allclose([float(v) for v in done[0].split()[3:]], sums, rtol=1e-5)
 
 
 def test_missing_model_file(models, tmp_path):
