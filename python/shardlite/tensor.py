@@ -95,6 +95,9 @@ def _is_bfloat16(np_dtype):
 
 def _datatype_of(np_dtype):
     """The DataType of a numpy dtype (any byte order), or None if there is none."""
+    found = _DATATYPE_OF.get(np_dtype)  # native dtypes, without building a name or a dtype
+    if found is not None:
+        return found
     if _is_bfloat16(np_dtype):
         return DataType.BFLOAT16
     return _DATATYPE_OF.get(np_dtype.newbyteorder("="))
@@ -112,10 +115,13 @@ def _storable(arr):
 
     C- or Fortran-ordered and strided arrays are kept as they are (no copy).
     """
-    if _is_bfloat16(arr.dtype):
+    dtype = arr.dtype
+    if dtype in _DATATYPE_OF:  # native: the common case
+        return arr
+    if _is_bfloat16(dtype):
         return arr.view(_UINT16)
-    if not arr.dtype.isnative:
-        return arr.astype(arr.dtype.newbyteorder("="))
+    if not dtype.isnative:
+        return arr.astype(dtype.newbyteorder("="))
     return arr
 
 

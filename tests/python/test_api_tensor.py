@@ -192,6 +192,22 @@ def test_model_input_fortran_order(mslite, matmul_model, load_model):
     np.testing.assert_allclose(out.get_data_to_numpy(), np.ascontiguousarray(x) @ w, rtol=1e-5)
 
 
+def test_non_native_byte_order_is_converted(mslite, matmul_model, load_model):
+    """Big-endian data fills a model input and a user Tensor with its values, not its bytes."""
+    path, w = matmul_model()
+    model = load_model(path)
+    (inp,) = model.get_inputs()
+    x = np.arange(8, dtype=np.float32).reshape(2, 4) - 3.5
+    inp.set_data_from_numpy(x.astype(">f4"))
+    (out,) = model.predict(model.get_inputs())
+    np.testing.assert_allclose(out.get_data_to_numpy(), x @ w, rtol=1e-5)
+    t = mslite.Tensor(np.zeros((2, 4), np.float32))
+    t.set_data_from_numpy(x.astype(">f4"))
+    np.testing.assert_array_equal(np.asarray(t.get_data_to_numpy(), np.float32), x)
+    with pytest.raises(RuntimeError, match="data type not equal"):
+        t.set_data_from_numpy(x.astype(">f8"))
+
+
 def test_asarray_of_model_input_writes_what_predict_sees(mslite, matmul_model, load_model):
     path, w = matmul_model()
     model = load_model(path)
