@@ -28,6 +28,7 @@ class ModelParallelRunner:
 
     def __init__(self):
         self._workers = None     # queue.Queue of idle Models
+        self._one_at_a_time = False  # the model communicates: one predict at a time
         self._first = None       # one worker, for the inputs' descriptions
         self.model_path_ = ""
 
@@ -55,8 +56,10 @@ class ModelParallelRunner:
         def worker(count):
             worker_context = Context()
             worker_context.target = context.target
-            worker_context.cpu.thread_num = (context.cpu.thread_num
-                                             or max(1, (os.cpu_count() or 1) // count))
+            threads = context.cpu.thread_num  # 0 for one worker: the CPUs the process may use
+            if not threads and count > 1:
+                threads = max(1, len(os.sched_getaffinity(0)) // count)
+            worker_context.cpu.thread_num = threads
             model = Model()
             try:
                 model.build_from_file(model_path, ModelType.MINDIR, worker_context,
@@ -76,6 +79,7 @@ class ModelParallelRunner:
                     "distributed model at a time: use workers_num 1 (or 0).")
             count = 1
             first = worker(count)  # joins the groups before the first build lets go of them
+        self._one_at_a_time = first._model.communicates
         workers = queue.Queue()
         workers.put(first)
         for _ in range(count - 1):
@@ -102,9 +106,20 @@ class ModelParallelRunner:
 
     def predict(self, inputs, outputs=None):
         """Runs the model on inputs (as Model.predict) on an idle worker; safe to call from
-        many threads at once. Returns a list of Tensor, one per output."""
+        many threads at once (but a model with communication ops predicts from one thread at a
+        time: a second thread's call raises RuntimeError). Returns a list of Tensor, one per
+        output."""
         self._check_built("predict")
-        model = self._workers.get()
+        if self._one_at_a_time:  # a distributed model's turns must come in one order on every rank
+            try:
+                model = self._workers.get_nowait()
+            except queue.Empty:
+                raise RuntimeError("predict failed! Error is another thread is predicting with "
+                                   "this runner, whose model communicates with other ranks: "
+                                   "every rank must run its collectives in the same order, so "
+                                   "it predicts from one thread at a time.") from None
+        else:
+            model = self._workers.get()
         try:
             return model.predict(inputs, outputs)
         finally:

@@ -17,6 +17,8 @@ struct sl_comm {
     int refs;
     pthread_mutex_t run_mu; /* one collective at a time per communicator */
     _Atomic(const void *) user; /* sl_comm_claim's holder, or NULL */
+    int user_model;             /* ... and its number */
+    int models;                 /* models enrolled (under registry_mu) */
     struct sl_comm *next;
 };
 
@@ -289,16 +291,28 @@ int sl_comm_size(const sl_comm *c)
     return c->n;
 }
 
-sl_status sl_comm_claim(sl_comm *c, const void *user)
+int sl_comm_enroll(sl_comm *c)
+{
+    pthread_mutex_lock(&registry_mu);
+    int model = ++c->models;
+    pthread_mutex_unlock(&registry_mu);
+    return model;
+}
+
+sl_status sl_comm_claim(sl_comm *c, const void *user, int model)
 {
     const void *held = NULL;
-    if (atomic_compare_exchange_strong(&c->user, &held, user) || held == user) {
+    if (atomic_compare_exchange_strong(&c->user, &held, user)) {
+        c->user_model = model;
+        return SL_OK;
+    }
+    if (held == user) {
         return SL_OK;
     }
     return sl_error(SL_ERR_STATE,
-                    "rank %d: another model of this process is running the collectives of its "
-                    "group of %d ranks; a rank predicts with one distributed model at a time, so "
-                    "that every rank runs the collectives in the same order",
+                    "rank %d: another model of this process is predicting in this group of %d "
+                    "ranks; a rank predicts with one distributed model at a time, so that every "
+                    "rank runs the collectives in the same order",
                     c->ranks[c->me], c->n);
 }
 
@@ -309,8 +323,10 @@ void sl_comm_unclaim(sl_comm *c, const void *user)
 
 sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out)
 {
+    sl_coll_desc mine = *d;
+    mine.model = atomic_load(&c->user) ? c->user_model : 0;
     pthread_mutex_lock(&c->run_mu);
-    sl_status st = c->backend->run(c->state, d, in, out);
+    sl_status st = c->backend->run(c->state, &mine, in, out);
     pthread_mutex_unlock(&c->run_mu);
     return st;
 }
@@ -332,6 +348,10 @@ const char *sl_coll_str(const sl_coll_desc *d, char *buf, size_t n)
         break;
     case SL_COLL_BARRIER: snprintf(buf, n, "%s", kind); break;
     default: snprintf(buf, n, "%s(%s, %zu)", kind, sl_dtype_name(d->dtype), d->count); break;
+    }
+    if (d->model > 0) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, n > used ? n - used : 0, " of model #%d", d->model);
     }
     return buf;
 }

@@ -39,6 +39,7 @@ typedef struct sl_coll_desc {
     int root;         /* BROADCAST: group rank of the source */
     int peer;         /* SEND: destination, RECV: source (group ranks) */
     int tag;          /* SEND/RECV */
+    int model;        /* set by sl_comm_run: the claimant's order among the group's models */
 } sl_coll_desc;
 
 /* Where this process stands in the job. */
@@ -78,11 +79,16 @@ sl_status sl_comm_get(const int *ranks, int n, sl_comm **out);
 void sl_comm_release(sl_comm *c);
 int sl_comm_rank(const sl_comm *c); /* this process's rank in the group */
 int sl_comm_size(const sl_comm *c);
-/* Claims c for `user` (a model, for the length of a predict) until sl_comm_unclaim. Every rank
- * must run its collectives in the same order, so a rank runs one model's at a time: a claim
- * while another user holds c fails (SL_ERR_STATE) instead of mixing the two models' data. A
+/* A model's number in c: 1 for the first model of the process that joins c, 2 for the next...
+ * (ranks that build their models in the same order give them the same numbers). */
+int sl_comm_enroll(sl_comm *c);
+/* Claims c for `user` (a model, for the length of a predict; `model`: its sl_comm_enroll
+ * number) until sl_comm_unclaim. Every rank must run its collectives in the same order, so a
+ * rank runs one model's at a time: a claim while another user holds c fails (SL_ERR_STATE)
+ * instead of mixing the two models' data. The collectives run meanwhile carry the model's
+ * number in their fingerprints, so ranks running different models of the group fail too. A
  * user may claim again what it holds; unclaiming what another user holds does nothing. */
-sl_status sl_comm_claim(sl_comm *c, const void *user);
+sl_status sl_comm_claim(sl_comm *c, const void *user, int model);
 void sl_comm_unclaim(sl_comm *c, const void *user);
 /* Runs one collective (serialised per communicator). */
 sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out);

@@ -74,7 +74,7 @@ enum { STORES_AUTO, STORES_CACHED, STORES_STREAMING };
 typedef struct fingerprint {
     uint64_t seq, count;
     uint32_t kind, dtype, reduce;
-    int32_t root, peer, tag;
+    int32_t root, peer, tag, model;
 } fingerprint;
 
 /* "my input for collective `seq` is published", with its fingerprint in the same cache line
@@ -435,10 +435,21 @@ static sl_status attach_segment(shm_comm *c)
                 }
                 atomic_store(&c->hdr->pids[c->me], (int32_t)getpid());
                 sl_cpus_allowed(&c->hdr->cpus[c->me]);
-                atomic_fetch_add(&c->hdr->attached, 1);
-                return SL_OK;
+                uint32_t seen = atomic_load(&c->hdr->attached);
+                while (seen < (uint32_t)c->n &&
+                       !atomic_compare_exchange_weak(&c->hdr->attached, &seen, seen + 1)) {
+                }
+                if (seen < (uint32_t)c->n) {
+                    return SL_OK;
+                }
+                /* a finished rendezvous of this group (this process's previous communicator,
+                 * closed while member 0 had yet to unlink the name): wait for the new one */
+                munmap(c->base, c->total);
+                c->base = NULL;
+                c->hdr = NULL;
+            } else {
+                close(fd); /* being set up, or the size differs: look again */
             }
-            close(fd); /* being set up, or the size differs: look again */
         }
         double t = now_s();
         if (t - start > c->timeout) {
@@ -723,7 +734,7 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
     fingerprint *fp = &line->fp;
     *fp = (fingerprint){.seq = seq, .count = d->count, .kind = (uint32_t)d->kind,
                         .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
-                        .root = d->root};
+                        .root = d->root, .model = d->model};
     stores_visible();
     set_flag(c, &line->seq, seq);
     SL_TRY(wait_all(c, offsetof(member_ctl, ready) + (seq & 1) * sizeof(ready_line), seq,
@@ -731,11 +742,12 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
     for (int m = 0; m < c->n; m++) {
         const fingerprint *o = &c->ctl[m].ready[seq & 1].fp;
         if (o->seq != seq || o->kind != fp->kind || o->dtype != fp->dtype ||
-            o->count != fp->count || o->reduce != fp->reduce || o->root != fp->root) {
+            o->count != fp->count || o->reduce != fp->reduce || o->root != fp->root ||
+            o->model != fp->model) {
             char mine[128], theirs[128];
             sl_coll_desc od = {.kind = (sl_coll)o->kind, .dtype = (sl_dtype)o->dtype,
                                .count = o->count, .reduce = (sl_reduce)o->reduce,
-                               .root = o->root};
+                               .root = o->root, .model = o->model};
             return fail(c, sl_error(SL_ERR_STATE,
                                     "collective mismatch at #%llu: rank %d runs %s but rank %d "
                                     "runs %s (#%llu): the ranks' models differ",

@@ -63,11 +63,12 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
     }
     m->scratch = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *m->scratch);
     m->comms = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *m->comms);
+    m->comm_model = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *m->comm_model);
     m->call_in = calloc((size_t)max_in, sizeof *m->call_in);
     m->call_out = calloc((size_t)max_out, sizeof *m->call_out);
     m->inputs = calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *m->inputs);
     m->outputs = calloc((size_t)(g->n_outputs ? g->n_outputs : 1), sizeof *m->outputs);
-    if (!m->scratch || !m->comms || !m->call_in || !m->call_out || !m->inputs || !m->outputs) {
+    if (!m->scratch || !m->comms || !m->comm_model || !m->call_in || !m->call_out || !m->inputs || !m->outputs) {
         sl_runtime_destroy(m);
         return sl_error(SL_ERR_NOMEM, "model: out of memory");
     }
@@ -82,6 +83,14 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
     sl_status st = sl_pool_create(thread_num, &m->pool);
     for (int i = 0; i < g->n_nodes && st == SL_OK; i++) {
         st = join_group(m, i);
+    }
+    for (int i = 0; i < g->n_nodes && st == SL_OK; i++) { /* one number per communicator */
+        for (int j = 0; j < i && m->comms[i] && !m->comm_model[i]; j++) {
+            m->comm_model[i] = m->comms[j] == m->comms[i] ? m->comm_model[j] : 0;
+        }
+        if (m->comms[i] && !m->comm_model[i]) {
+            m->comm_model[i] = sl_comm_enroll(m->comms[i]);
+        }
     }
     if (st != SL_OK) {
         sl_runtime_destroy(m);
@@ -101,6 +110,7 @@ void sl_runtime_destroy(struct sl_model *m)
         sl_comm_release(m->comms[i]);
     }
     free(m->comms);
+    free(m->comm_model);
     free(m->arena);
     free(m->scratch);
     free(m->call_in);
@@ -405,7 +415,7 @@ static sl_status claim_groups(struct sl_model *m, int claim)
             sl_comm_unclaim(m->comms[i], m);
             continue;
         }
-        sl_status st = sl_comm_claim(m->comms[i], m);
+        sl_status st = sl_comm_claim(m->comms[i], m, m->comm_model[i]);
         if (st != SL_OK) {
             claim_groups(m, 0);
             return node_error(&m->g->nodes[i], st);

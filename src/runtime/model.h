@@ -22,6 +22,7 @@ struct sl_model {
     size_t arena_bytes;
     void **scratch;       /* [n_nodes] each node's scratch in the arena */
     struct sl_comm **comms; /* [n_nodes] communication ops: their group's communicator */
+    int *comm_model;        /* [n_nodes] the model's sl_comm_enroll number in that one */
     int communicates;       /* some node has a communicator */
     sl_value **call_in;   /* [max inputs] reused by every call */
     sl_value **call_out;  /* [max outputs] */

@@ -1,13 +1,15 @@
 /* The shared-memory communicator with real processes (fork): every collective and reduction at
  * 2 and 4 ranks against plain loops (same member order, so bit-exact), bit-identical results
  * across ranks, sub-groups, point-to-point, two jobs at once, a collective mismatch, a dead
- * peer, one claimant at a time, and no /dev/shm entry left behind. */
+ * peer, one claimant at a time, a group opened again at once, and no /dev/shm entry left
+ * behind. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,17 +409,24 @@ static uint64_t claims(int rank, int n)
     sl_comm *c;
     CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
     int a, b;
-    CHECK(sl_comm_claim(c, &a) == SL_OK && sl_comm_claim(c, &a) == SL_OK);
-    CHECK(sl_comm_claim(c, &b) == SL_ERR_STATE);
-    char want[64];
+    CHECK(sl_comm_enroll(c) == 1 && sl_comm_enroll(c) == 2);
+    CHECK(sl_comm_claim(c, &a, 1) == SL_OK && sl_comm_claim(c, &a, 1) == SL_OK);
+    CHECK(sl_comm_claim(c, &b, 2) == SL_ERR_STATE);
+    char want[128];
     snprintf(want, sizeof want, "rank %d: another model", rank);
     CHECK(strstr(sl_last_error(), want) && strstr(sl_last_error(), "one distributed model"));
     sl_comm_unclaim(c, &b);
-    CHECK(sl_comm_claim(c, &b) == SL_ERR_STATE);
+    CHECK(sl_comm_claim(c, &b, 2) == SL_ERR_STATE);
     float x[8], y[8];
-    sum_and_check(c, x, y, 8, rank, n, 0); /* a claim does not stop collectives */
+    sum_and_check(c, x, y, 8, rank, n, 0); /* the claimant's collectives run */
     sl_comm_unclaim(c, &a);
-    CHECK(sl_comm_claim(c, &b) == SL_OK);
+    /* each rank runs its own model: the fingerprints tell model 1 from model 2 */
+    CHECK(sl_comm_claim(c, &b, rank + 1) == SL_OK);
+    sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = 8};
+    CHECK(sl_comm_run(c, &d, x, y) == SL_ERR_STATE);
+    snprintf(want, sizeof want, "of model #%d but rank %d runs AllReduce(sum, float32, 8) of "
+             "model #%d", rank + 1, 1 - rank, 2 - rank);
+    CHECK(strstr(sl_last_error(), "collective mismatch") && strstr(sl_last_error(), want));
     sl_comm_unclaim(c, &b);
     sl_comm_release(c);
     return 1;
@@ -427,6 +436,44 @@ static void test_one_claimant_at_a_time(void **state)
 {
     (void)state;
     assert_true(run_pair("claims", claims));
+}
+
+/* A group closed and opened again at once, 200 times, member 0 sharing its CPU with a busy
+ * process: every rendezvous pairs the members and every sum is exact. (A member back before
+ * member 0 has unlinked the last segment's name must not join that finished rendezvous; this
+ * makes that more likely but does not force it.) */
+static uint64_t reopened(int rank, int n)
+{
+    /* member 0 shares its CPU with a busy process, so it is often late to unlink */
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(rank % 2 && sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 1 : 0, &one);
+    sched_setaffinity(0, sizeof one, &one);
+    pid_t busy = rank == 0 ? fork() : -1;
+    if (busy == 0) {
+        for (;;) {
+        }
+    }
+    for (int call = 0; call < 200; call++) {
+        sl_comm *c;
+        CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+        float x[4], y[4];
+        sum_and_check(c, x, y, 4, rank, n, call);
+        sl_comm_release(c);
+    }
+    if (busy > 0) {
+        kill(busy, SIGKILL);
+        waitpid(busy, NULL, 0);
+    }
+    return 1;
+}
+
+static void test_group_reopened_at_once(void **state)
+{
+    (void)state;
+    setenv("SHARDLITE_COMM_TIMEOUT", "5", 1);
+    assert_true(run_pair("reopen", reopened));
+    unsetenv("SHARDLITE_COMM_TIMEOUT");
 }
 
 static uint64_t one_dies(int rank, int n)
@@ -575,6 +622,7 @@ int main(void)
         cmocka_unit_test(test_mismatch_names_both_ops),
         cmocka_unit_test(test_interrupted_wait),
         cmocka_unit_test(test_one_claimant_at_a_time),
+        cmocka_unit_test(test_group_reopened_at_once),
         cmocka_unit_test(test_dead_peer_fails_fast),
         cmocka_unit_test(test_missing_peer_times_out),
     };

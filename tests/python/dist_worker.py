@@ -1,7 +1,8 @@
 """One rank of the distributed-failure tests (run under `shardlite launch`):
 
     dist_worker.py MODEL_STEM [--raise-on R] [--die-after-first R] [--loop SECONDS]
-                   [--stall R SECONDS] [--quiet-sigint] [--second model|thread]
+                   [--stall R SECONDS] [--quiet-sigint] [--second model|thread|runner]
+                   [--other-model R]
 
 Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built rank R", prints
 "predicting rank R", predicts on ones (repeatedly for --loop seconds) and prints "done rank R
@@ -11,8 +12,9 @@ SIGKILL after its first predict; rank --stall sleeps SECONDS before its first pr
 --quiet-sigint installs a SIGINT handler that writes the model's input (so takes its lock),
 prints "SIGINT handled" and raises nothing; with --second, rank 0 runs its first predict (which
 waits for a stalled rank 1) on a thread and, 0.5 s into it, predicts from the main thread with a
-second model of its file (model) or the same model (thread), printing "second: <what that
-predict raised>"."""
+second model of its file (model) or the same model (thread; runner: every rank predicts
+through a ModelParallelRunner of its file), printing "second: <what that predict raised>"; with --other-model, every rank builds two models of its file and rank R
+predicts with its second."""
 
 import argparse
 import os
@@ -31,7 +33,8 @@ parser.add_argument("--die-after-first", type=int, default=-1)
 parser.add_argument("--loop", type=float, default=0.0)
 parser.add_argument("--stall", type=float, nargs=2, default=(-1, 0))
 parser.add_argument("--quiet-sigint", action="store_true")
-parser.add_argument("--second", choices=("model", "thread"))
+parser.add_argument("--second", choices=("model", "thread", "runner"))
+parser.add_argument("--other-model", type=int, default=-1)
 args = parser.parse_args()
 
 
@@ -54,6 +57,14 @@ context = mslite.Context()
 context.cpu.thread_num = 1
 model = mslite.Model()
 model.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
+if args.other_model >= 0:
+    other = mslite.Model()
+    other.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
+    if rank == args.other_model:
+        model = other
+if args.second == "runner":
+    model = mslite.ModelParallelRunner()
+    model.build_from_file(f"{args.stem}{rank}.mindir", context)
 print(f"built rank {rank}", flush=True)
 inputs = model.get_inputs()
 for t in inputs:

@@ -71,12 +71,13 @@ def test_rank_raises_before_first_collective(models):
     assert "fails before its first collective" in "\n".join(rank_lines(proc.stderr, 1))
 
 
-@pytest.mark.parametrize("second", ["model", "thread"])
+@pytest.mark.parametrize("second", ["model", "thread", "runner"])
 def test_second_predict_refused_during_a_collective(models, second):
-    """Rank 0 predicts with a second model of its file, or with the same model from a second
-    thread, while its first predict waits in its AllReduce for a stalled rank 1: the second
-    fails at once, naming the rule (its collective would take the first's turn in the order
-    every rank must keep), and the first completes with the right sums on both ranks."""
+    """Rank 0 predicts with a second model of its file, or with the same model (or
+    ModelParallelRunner) from a second thread, while its first predict waits in its AllReduce
+    for a stalled rank 1: the second fails at once, naming the rule (its collective would take
+    the first's turn in the order every rank must keep), and the first completes with the
+    right sums on both ranks."""
     proc, _wall = launch(["-n", 2, sys.executable, WORKER, models, "--stall", 1, 2,
                           "--second", second])
     out = proc.stdout + proc.stderr
@@ -84,14 +85,27 @@ def test_second_predict_refused_during_a_collective(models, second):
     said = [ln for ln in rank_lines(proc.stdout, 0) if ln.startswith("second:")]
     assert len(said) == 1, out
     want = {"model": r"predict failed! .*node '.*' \(AllReduce\): rank 0: another model of "
-                     r"this process is running the collectives",
-            "thread": r"predict failed! Error is another thread is predicting with this model"}
+                     r"this process is predicting in this group",
+            "thread": r"predict failed! Error is another thread is predicting with this model",
+            "runner": r"predict failed! Error is another thread is predicting with this runner"}
     assert re.search(want[second], said[0]), out
     sums = (np.ones((2, W.shape[0]), np.float32) @ W).ravel()[:4]
     for r in (0, 1):
         done = [ln for ln in rank_lines(proc.stdout, r) if ln.startswith(f"done rank {r}")]
         assert len(done) == 1, out
         np.testing.assert_allclose([float(v) for v in done[0].split()[3:]], sums, rtol=1e-5)
+
+
+def test_ranks_predicting_with_different_models(models):
+    """Both ranks build two models of the same files; rank 1 predicts with its second: the
+    fingerprints carry each model's number in the group, so both ranks fail naming the two
+    models instead of adding one model's input to the other's."""
+    proc = run_job(models, "--other-model", 1)
+    for r, (mine, theirs, other) in enumerate(((1, 2, 1), (2, 1, 0))):
+        err = "\n".join(rank_lines(proc.stderr, r) + rank_lines(proc.stdout, r))
+        assert re.search(rf"collective mismatch at #1: rank {r} runs AllReduce\(sum, float32, "
+                         rf"6\) of model #{mine} but rank {other} runs AllReduce\(sum, float32, "
+                         rf"6\) of model #{theirs}", err), proc.stdout + proc.stderr
 
 
 def test_missing_model_file(models, tmp_path):

@@ -9,11 +9,12 @@
 
 #include "comm/comm.h"
 
-typedef struct fingerprint {
+typedef struct fingerprint { /* compared with memcmp: no padding */
     uint64_t seq, count;
     uint32_t kind, dtype, reduce;
-    int32_t root;
+    int32_t root, model, zero;
 } fingerprint;
+_Static_assert(sizeof(fingerprint) == 2 * 8 + 6 * 4, "a fingerprint has no padding");
 
 typedef struct mpi_state {
     MPI_Comm comm;
@@ -128,7 +129,7 @@ static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d)
 {
     fingerprint mine = {.seq = ++s->seq, .count = d->count, .kind = (uint32_t)d->kind,
                         .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
-                        .root = d->root};
+                        .root = d->root, .model = d->model};
     fingerprint all[SL_COMM_MAX_RANKS];
     int rc = MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, s->comm);
     if (rc != MPI_SUCCESS) {
@@ -139,7 +140,7 @@ static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d)
             char a[128], b[128];
             sl_coll_desc od = {.kind = (sl_coll)all[m].kind, .dtype = (sl_dtype)all[m].dtype,
                                .count = all[m].count, .reduce = (sl_reduce)all[m].reduce,
-                               .root = all[m].root};
+                               .root = all[m].root, .model = all[m].model};
             return sl_error(SL_ERR_STATE,
                             "collective mismatch at #%llu: rank %d runs %s but rank %d runs %s "
                             "(#%llu): the ranks' models differ",
