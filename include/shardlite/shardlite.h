@@ -107,9 +107,9 @@ SL_API size_t sl_model_weight_count(const sl_model *model);
 SL_API size_t sl_model_weight_bytes(const sl_model *model);
 /* Bytes of the activation arena planned for the current shapes. */
 SL_API size_t sl_model_arena_bytes(const sl_model *model);
-/* Whether the model has communication ops (it joined groups of ranks when built). A rank
- * predicts with one such model at a time: sl_model_predict fails (SL_ERR_STATE) while another
- * model of the process runs collectives in one of its groups. */
+/* Whether the model communicates with other ranks (it has communication ops in a group of
+ * more than one rank). A rank predicts with one such model at a time: sl_model_predict fails
+ * (SL_ERR_STATE) while another model of the process predicts in one of its groups. */
 SL_API int sl_model_communicates(const sl_model *model);
 /* The model file's user_info entries (ModelProto.user_info): borrowed strings. */
 SL_API size_t sl_model_user_info_count(const sl_model *model);

@@ -37,7 +37,8 @@ class ModelParallelRunner:
 
     def build_from_file(self, model_path, context=None):
         """Builds context.parallel.workers_num workers (0: a default from the CPU count; one
-        for a model with communication ops, which a rank runs one predict at a time).
+        for a model that communicates with other ranks, which a rank runs one predict at a
+        time).
 
         Each worker uses context.cpu.thread_num threads (0: the CPUs split between the
         workers); context.parallel.config_path / config_info configure them as
@@ -106,9 +107,9 @@ class ModelParallelRunner:
 
     def predict(self, inputs, outputs=None):
         """Runs the model on inputs (as Model.predict) on an idle worker; safe to call from
-        many threads at once (but a model with communication ops predicts from one thread at a
-        time: a second thread's call raises RuntimeError). Returns a list of Tensor, one per
-        output."""
+        many threads at once (but a model that communicates with other ranks predicts from one
+        thread at a time: a second thread's call raises RuntimeError). Returns a list of
+        Tensor, one per output."""
         self._check_built("predict")
         if self._one_at_a_time:  # a distributed model's turns must come in one order on every rank
             try:

@@ -36,7 +36,7 @@ static sl_status join_group(struct sl_model *m, int i)
         ranks[k] = (int)p->group_ranks[k];
     }
     sl_status st = sl_comm_get(ranks, (int)p->n_group_ranks, &m->comms[i]);
-    m->communicates |= st == SL_OK;
+    m->communicates |= st == SL_OK && sl_comm_size(m->comms[i]) > 1; /* alone: no order to keep */
     return st == SL_OK ? st : sl_error_wrap(st, "node '%s' (%s)", n->name, sl_op_get(n->op)->name);
 }
 
@@ -408,7 +408,7 @@ static sl_status run_nodes(struct sl_model *m)
 static sl_status claim_groups(struct sl_model *m, int claim)
 {
     for (int i = 0; i < m->g->n_nodes; i++) {
-        if (!m->comms[i]) {
+        if (!m->comms[i] || sl_comm_size(m->comms[i]) < 2) {
             continue;
         }
         if (!claim) {

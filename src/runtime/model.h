@@ -23,7 +23,7 @@ struct sl_model {
     void **scratch;       /* [n_nodes] each node's scratch in the arena */
     struct sl_comm **comms; /* [n_nodes] communication ops: their group's communicator */
     int *comm_model;        /* [n_nodes] the model's sl_comm_enroll number in that one */
-    int communicates;       /* some node has a communicator */
+    int communicates;       /* some node has a communicator of more than one rank */
     sl_value **call_in;   /* [max inputs] reused by every call */
     sl_value **call_out;  /* [max outputs] */
     sl_tensor *inputs;    /* [g->n_inputs] */

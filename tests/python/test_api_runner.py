@@ -2,6 +2,7 @@
 (shared/reference/mslite_api.md, "Other public names")."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -133,45 +134,52 @@ def test_runner_workers_num_respected(mslite, heavy_path):
     assert max(one) > 0.85, (two, machine, one)
 
 
-def test_runner_of_a_distributed_model_has_one_worker(mslite, matmul_model, tmp_path):
-    """A model with communication ops gets one worker per rank (every rank must run its
-    collectives in the same order): workers_num 0 builds one where the CPUs ask for four (as
-    they still do for a model without), and workers_num 2 is refused. In a fresh 1-rank
-    process: its AllReduce returns its input."""
-    from launching import matmul_allreduce, save_rank_model
-
-    w = np.random.default_rng(8).uniform(-1, 1, (4, 3)).astype(np.float32)
-    distributed = save_rank_model(matmul_allreduce(w, [2, 4]), tmp_path / "ar.mindir", tmp_path)
-    plain, _ = matmul_model(w)
-    code = f"""
-import json, os
+RUNNER_SCRIPT = """
+import json, os, sys
 import numpy as np
 import shardlite as mslite
 os.cpu_count = lambda: 16  # the default: 4 workers
-out = {{}}
-for name, path in (("distributed", {str(distributed)!r}), ("plain", {str(plain)!r})):
-    ctx = mslite.Context()
-    ctx.cpu.thread_num = 1
-    runner = mslite.ModelParallelRunner()
-    runner.build_from_file(path, ctx)
-    y = runner.predict([mslite.Tensor(np.ones((2, 4), np.float32))])[0].get_data_to_numpy()
-    out[name] = [runner._workers.qsize(), y.tolist()]
+path = sys.argv[1].format(rank=mslite.distributed()["rank"])
 ctx = mslite.Context()
+ctx.cpu.thread_num = 1
+runner = mslite.ModelParallelRunner()
+runner.build_from_file(path, ctx)
+x = np.ones(runner.get_inputs()[0].shape, np.float32)
+y = runner.predict([mslite.Tensor(x)])[0].get_data_to_numpy()
 ctx.parallel.workers_num = 2
 try:
-    mslite.ModelParallelRunner().build_from_file({str(distributed)!r}, ctx)
-    out["two"] = "built"
+    mslite.ModelParallelRunner().build_from_file(path, ctx)
+    two = "built"
 except RuntimeError as e:
-    out["two"] = str(e)
-print(json.dumps(out))
+    two = str(e)
+print(json.dumps({"workers": runner._workers.qsize(), "y": y.tolist(), "two": two}))
 """
-    out = json.loads(run_python(code).stdout.strip().splitlines()[-1])
-    want = np.ones((2, 4), np.float32) @ w
-    assert out["distributed"][0] == 1 and out["plain"][0] == 4, out
-    for name in ("distributed", "plain"):
-        np.testing.assert_allclose(out[name][1], want, rtol=1e-5)
-    assert out["two"].startswith("ModelParallelRunner's init failed! Error is workers_num is 2, "
-                                 "but the model communicates with other ranks"), out
+
+
+def test_runner_of_a_distributed_model_has_one_worker(mslite, tmp_path):
+    """A model that communicates with other ranks gets one worker per rank (every rank must run
+    its collectives in the same order): workers_num 0 builds one where the CPUs ask for four,
+    and workers_num 2 is refused; in a 1-rank world (no other rank, no order to keep) the same
+    kind of model gets four and may have two."""
+    from launching import launch, matmul_allreduce, rank_lines, row_split_models, save_rank_model
+
+    w = np.random.default_rng(8).uniform(-1, 1, (8, 3)).astype(np.float32)
+    row_split_models(tmp_path, w)
+    alone = save_rank_model(matmul_allreduce(w, [2, 8]), tmp_path / "alone.mindir", tmp_path)
+    script = tmp_path / "runner.py"
+    script.write_text(RUNNER_SCRIPT)
+    want = (np.ones((2, 8), np.float32) @ w).tolist()
+    proc, _ = launch(["-n", 2, sys.executable, script, tmp_path / "Matmul{rank}.mindir"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for r in (0, 1):
+        out = json.loads(rank_lines(proc.stdout, r)[-1])
+        assert out["workers"] == 1, out
+        np.testing.assert_allclose(out["y"], want, rtol=1e-5)
+        assert out["two"].startswith("ModelParallelRunner's init failed! Error is workers_num is "
+                                     "2, but the model communicates with other ranks"), out
+    out = json.loads(run_python(args=[str(script), str(alone)]).stdout.strip().splitlines()[-1])
+    assert out["workers"] == 4 and out["two"] == "built", out
+    np.testing.assert_allclose(out["y"], want, rtol=1e-5)
 
 
 # ---- ModelGroup ----
