@@ -48,7 +48,9 @@ class Model:
 
     predict releases the GIL while the model runs, so predicts on different models run in
     parallel from Python threads; concurrent predicts on one model are safe and run one after
-    the other (use ModelParallelRunner to serve one model from many threads at once).
+    the other (use ModelParallelRunner to serve one model from many threads at once). A model
+    that communicates with other ranks is the exception: a rank predicts with one such model
+    at a time, from one thread, and a second predict at once raises RuntimeError.
     """
 
     def __init__(self):

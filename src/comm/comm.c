@@ -17,8 +17,7 @@ struct sl_comm {
     int refs;
     pthread_mutex_t run_mu; /* one collective at a time per communicator */
     _Atomic(const void *) user; /* sl_comm_claim's holder, or NULL */
-    int user_model;             /* ... and its number */
-    int models;                 /* models enrolled (under registry_mu) */
+    int models;                 /* numbers given by sl_comm_claim (by holders only) */
     struct sl_comm *next;
 };
 
@@ -291,22 +290,13 @@ int sl_comm_size(const sl_comm *c)
     return c->n;
 }
 
-int sl_comm_enroll(sl_comm *c)
-{
-    pthread_mutex_lock(&registry_mu);
-    int model = ++c->models;
-    pthread_mutex_unlock(&registry_mu);
-    return model;
-}
-
-sl_status sl_comm_claim(sl_comm *c, const void *user, int model)
+sl_status sl_comm_claim(sl_comm *c, const void *user, int *model)
 {
     const void *held = NULL;
-    if (atomic_compare_exchange_strong(&c->user, &held, user)) {
-        c->user_model = model;
-        return SL_OK;
-    }
-    if (held == user) {
+    if (atomic_compare_exchange_strong(&c->user, &held, user) || held == user) {
+        if (*model == 0) {
+            *model = ++c->models;
+        }
         return SL_OK;
     }
     return sl_error(SL_ERR_STATE,
@@ -323,10 +313,8 @@ void sl_comm_unclaim(sl_comm *c, const void *user)
 
 sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out)
 {
-    sl_coll_desc mine = *d;
-    mine.model = atomic_load(&c->user) ? c->user_model : 0;
     pthread_mutex_lock(&c->run_mu);
-    sl_status st = c->backend->run(c->state, &mine, in, out);
+    sl_status st = c->backend->run(c->state, d, in, out);
     pthread_mutex_unlock(&c->run_mu);
     return st;
 }

@@ -39,7 +39,7 @@ typedef struct sl_coll_desc {
     int root;         /* BROADCAST: group rank of the source */
     int peer;         /* SEND: destination, RECV: source (group ranks) */
     int tag;          /* SEND/RECV */
-    int model;        /* set by sl_comm_run: the claimant's order among the group's models */
+    int model;        /* the running model's number in the group (sl_comm_claim), or 0 */
 } sl_coll_desc;
 
 /* Where this process stands in the job. */
@@ -79,16 +79,15 @@ sl_status sl_comm_get(const int *ranks, int n, sl_comm **out);
 void sl_comm_release(sl_comm *c);
 int sl_comm_rank(const sl_comm *c); /* this process's rank in the group */
 int sl_comm_size(const sl_comm *c);
-/* A model's number in c: 1 for the first model of the process that joins c, 2 for the next...
- * (ranks that build their models in the same order give them the same numbers). */
-int sl_comm_enroll(sl_comm *c);
-/* Claims c for `user` (a model, for the length of a predict; `model`: its sl_comm_enroll
- * number) until sl_comm_unclaim. Every rank must run its collectives in the same order, so a
- * rank runs one model's at a time: a claim while another user holds c fails (SL_ERR_STATE)
- * instead of mixing the two models' data. The collectives run meanwhile carry the model's
- * number in their fingerprints, so ranks running different models of the group fail too. A
- * user may claim again what it holds; unclaiming what another user holds does nothing. */
-sl_status sl_comm_claim(sl_comm *c, const void *user, int model);
+/* Claims c for `user` (a model, for the length of a predict) until sl_comm_unclaim. Every rank
+ * must run its collectives in the same order, so a rank runs one model's at a time: a claim
+ * while another user holds c fails (SL_ERR_STATE) instead of mixing the two models' data. A
+ * user may claim again what it holds; unclaiming what another user holds does nothing.
+ * *model is the user's number in c: 0 before its first claim, which gives it the next number
+ * (1 for the first model to predict in the group, 2 for the next...: the same on every rank
+ * that predicts with its models in the same order). Collectives carry it in their
+ * fingerprints (sl_coll_desc.model), so ranks running different models of a group fail. */
+sl_status sl_comm_claim(sl_comm *c, const void *user, int *model);
 void sl_comm_unclaim(sl_comm *c, const void *user);
 /* Runs one collective (serialised per communicator). */
 sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out);

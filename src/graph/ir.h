@@ -75,6 +75,7 @@ typedef struct sl_op_call {
     int n_out;
     struct sl_pool *pool; /* kernels: the model's thread pool */
     struct sl_comm *comm; /* communication ops: the communicator of the node's group */
+    int comm_model;       /* ... and the model's number in it (sl_comm_claim), for fingerprints */
     void *scratch;        /* kernels: node->scratch bytes */
     size_t scratch_bytes; /* infer: the scratch bytes the kernel will need */
     int running;          /* infer: 1 when re-run during predict (every input has its data) */

@@ -68,7 +68,8 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
     m->call_out = calloc((size_t)max_out, sizeof *m->call_out);
     m->inputs = calloc((size_t)(g->n_inputs ? g->n_inputs : 1), sizeof *m->inputs);
     m->outputs = calloc((size_t)(g->n_outputs ? g->n_outputs : 1), sizeof *m->outputs);
-    if (!m->scratch || !m->comms || !m->comm_model || !m->call_in || !m->call_out || !m->inputs || !m->outputs) {
+    if (!m->scratch || !m->comms || !m->comm_model || !m->call_in || !m->call_out || !m->inputs ||
+        !m->outputs) {
         sl_runtime_destroy(m);
         return sl_error(SL_ERR_NOMEM, "model: out of memory");
     }
@@ -83,14 +84,6 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
     sl_status st = sl_pool_create(thread_num, &m->pool);
     for (int i = 0; i < g->n_nodes && st == SL_OK; i++) {
         st = join_group(m, i);
-    }
-    for (int i = 0; i < g->n_nodes && st == SL_OK; i++) { /* one number per communicator */
-        for (int j = 0; j < i && m->comms[i] && !m->comm_model[i]; j++) {
-            m->comm_model[i] = m->comms[j] == m->comms[i] ? m->comm_model[j] : 0;
-        }
-        if (m->comms[i] && !m->comm_model[i]) {
-            m->comm_model[i] = sl_comm_enroll(m->comms[i]);
-        }
     }
     if (st != SL_OK) {
         sl_runtime_destroy(m);
@@ -132,6 +125,7 @@ static void bind_call(struct sl_model *m, int ni, sl_op_call *call)
     call->n_in = n->n_in;
     call->n_out = n->n_out;
     call->comm = m->comms[ni];
+    call->comm_model = m->comm_model[ni];
     for (int k = 0; k < n->n_in; k++) {
         call->in[k] = n->in[k] >= 0 ? &m->g->values[n->in[k]] : NULL;
     }
@@ -415,7 +409,10 @@ static sl_status claim_groups(struct sl_model *m, int claim)
             sl_comm_unclaim(m->comms[i], m);
             continue;
         }
-        sl_status st = sl_comm_claim(m->comms[i], m, m->comm_model[i]);
+        for (int j = 0; j < i && !m->comm_model[i]; j++) { /* one number per communicator */
+            m->comm_model[i] = m->comms[j] == m->comms[i] ? m->comm_model[j] : 0;
+        }
+        sl_status st = sl_comm_claim(m->comms[i], m, &m->comm_model[i]);
         if (st != SL_OK) {
             claim_groups(m, 0);
             return node_error(&m->g->nodes[i], st);

@@ -22,7 +22,7 @@ struct sl_model {
     size_t arena_bytes;
     void **scratch;       /* [n_nodes] each node's scratch in the arena */
     struct sl_comm **comms; /* [n_nodes] communication ops: their group's communicator */
-    int *comm_model;        /* [n_nodes] the model's sl_comm_enroll number in that one */
+    int *comm_model;        /* [n_nodes] the model's number in that one (0: not yet claimed) */
     int communicates;       /* some node has a communicator of more than one rank */
     sl_value **call_in;   /* [max inputs] reused by every call */
     sl_value **call_out;  /* [max outputs] */

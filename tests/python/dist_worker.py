@@ -2,7 +2,7 @@
 
     dist_worker.py MODEL_STEM [--raise-on R] [--die-after-first R] [--loop SECONDS]
                    [--stall R SECONDS] [--quiet-sigint] [--second model|thread|runner]
-                   [--other-model R]
+                   [--other-model R] [--extra-build R]
 
 Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built rank R", prints
 "predicting rank R", predicts on ones (repeatedly for --loop seconds) and prints "done rank R
@@ -13,8 +13,9 @@ SIGKILL after its first predict; rank --stall sleeps SECONDS before its first pr
 prints "SIGINT handled" and raises nothing; with --second, rank 0 runs its first predict (which
 waits for a stalled rank 1) on a thread and, 0.5 s into it, predicts from the main thread with a
 second model of its file (model) or the same model (thread; runner: every rank predicts
-through a ModelParallelRunner of its file), printing "second: <what that predict raised>"; with --other-model, every rank builds two models of its file and rank R
-predicts with its second."""
+through a ModelParallelRunner of its file), printing "second: <what that predict raised>"; with --other-model, every rank builds two models of its file and predicts
+with the first once, then rank R predicts with its second; rank --extra-build first builds a
+model of its file that it never predicts with (as a ModelParallelRunner's probe does)."""
 
 import argparse
 import os
@@ -35,6 +36,7 @@ parser.add_argument("--stall", type=float, nargs=2, default=(-1, 0))
 parser.add_argument("--quiet-sigint", action="store_true")
 parser.add_argument("--second", choices=("model", "thread", "runner"))
 parser.add_argument("--other-model", type=int, default=-1)
+parser.add_argument("--extra-build", type=int, default=-1)
 args = parser.parse_args()
 
 
@@ -55,11 +57,18 @@ if rank == args.raise_on:
 
 context = mslite.Context()
 context.cpu.thread_num = 1
+if rank == args.extra_build:
+    extra = mslite.Model()
+    extra.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
 model = mslite.Model()
 model.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
 if args.other_model >= 0:
     other = mslite.Model()
     other.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
+    first_inputs = model.get_inputs()
+    for t in first_inputs:
+        t.set_data_from_numpy(np.ones(t.shape, np.float32))
+    model.predict(first_inputs)
     if rank == args.other_model:
         model = other
 if args.second == "runner":

@@ -96,14 +96,28 @@ def test_second_predict_refused_during_a_collective(models, second):
         np.testing.assert_allclose([float(v) for v in done[0].split()[3:]], sums, rtol=1e-5)
 
 
+def test_models_built_on_one_rank_only_do_not_count(models):
+    """Rank 0 alone first builds a model of its file that never predicts (as a
+    ModelParallelRunner's probe does where the CPUs ask for several workers): the ranks'
+    models are numbered by their first predicts, not their builds, so the job runs."""
+    proc, _wall = launch(["-n", 2, sys.executable, WORKER, models, "--extra-build", 0])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    sums = (np.ones((2, W.shape[0]), np.float32) @ W).ravel()[:4]
+    for r in (0, 1):
+        done = [ln for ln in rank_lines(proc.stdout, r) if ln.startswith(f"done rank {r}")]
+        assert len(done) == 1, proc.stdout + proc.stderr
+        np.testing.assert_allclose([float(v) for v in done[0].split()[3:]], sums, rtol=1e-5)
+
+
 def test_ranks_predicting_with_different_models(models):
-    """Both ranks build two models of the same files; rank 1 predicts with its second: the
-    fingerprints carry each model's number in the group, so both ranks fail naming the two
-    models instead of adding one model's input to the other's."""
+    """Both ranks build two models of the same files and predict with the first; then rank 1
+    predicts with its second: the fingerprints carry each model's number in the group (in the
+    order of their first predicts), so both ranks fail naming the two models instead of adding
+    one model's input to the other's."""
     proc = run_job(models, "--other-model", 1)
     for r, (mine, theirs, other) in enumerate(((1, 2, 1), (2, 1, 0))):
         err = "\n".join(rank_lines(proc.stderr, r) + rank_lines(proc.stdout, r))
-        assert re.search(rf"collective mismatch at #1: rank {r} runs AllReduce\(sum, float32, "
+        assert re.search(rf"collective mismatch at #2: rank {r} runs AllReduce\(sum, float32, "
                          rf"6\) of model #{mine} but rank {other} runs AllReduce\(sum, float32, "
                          rf"6\) of model #{theirs}", err), proc.stdout + proc.stderr
 

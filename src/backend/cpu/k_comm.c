@@ -35,7 +35,7 @@ static sl_status all_to_all(sl_op_call *call, int n)
     size_t s_inner = (size_t)sl_shape_prod(&x->shape, sd + 1, x->shape.rank) * esz;
     reslice(packed, x->data, s_outer, n, x->shape.dims[sd] / n, s_inner, 1);
     sl_coll_desc d = {.kind = SL_COLL_ALLTOALL, .dtype = x->dtype,
-                      .count = bytes / esz / (size_t)n};
+                      .count = bytes / esz / (size_t)n, .model = call->comm_model};
     SL_TRY(sl_comm_run(call->comm, &d, packed, received));
     /* chunk m (from rank m) = slice m of the concat axis */
     int64_t c_outer = sl_shape_prod(&y->shape, 0, cd);
@@ -51,7 +51,7 @@ sl_status sl_kernel_collective(sl_op_call *call)
     const sl_value *x = call->n_in ? call->in[0] : NULL;
     sl_value *y = call->out[0];
     sl_coll_desc d = {.dtype = y->dtype, .reduce = (sl_reduce)p->op, .root = (int)p->root_rank,
-                      .peer = (int)p->peer, .tag = (int)p->sr_tag};
+                      .peer = (int)p->peer, .tag = (int)p->sr_tag, .model = call->comm_model};
     size_t count = (size_t)sl_shape_numel(&y->shape);
     switch (call->node->op) {
     case SL_OP_ALL_REDUCE:
