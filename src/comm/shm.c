@@ -639,30 +639,51 @@ static uint16_t float_to_half(float f, int bf16)
     return (uint16_t)(sign | (((r >> 23) - 112) << 10 | (r >> 13 & 1023)));
 }
 
-/* One pass over the output, a block at a time: every source of a block is read before the
- * block is written, so `out` may be one of the sources (an in-place all-reduce reads its own
- * input where it lies). */
+/* One pass over the output, REDUCE_CHUNK elements at a time: every source of a chunk is read
+ * before the chunk is written, so `out` may be one of the sources (an in-place all-reduce reads
+ * its own input where it lies). Fixed-size chunks in registers let the compiler vectorise
+ * whatever the member count, and keep the reads of the other members' lines flowing (4 KiB at
+ * 2 ranks, interleaved in one process: 1.28 us against 1.52 us reducing 256-element blocks into
+ * a buffer copied out after each). A block at a time (REDUCE_BLOCK), `also` gets a copy of what
+ * was just written. */
+#define REDUCE_CHUNK 8
 #define REDUCE_BLOCK 256
 #define REDUCE_LOOP(T, OP)                                                                    \
     do {                                                                                      \
-        T *o = out, acc[REDUCE_BLOCK];                                                        \
-        for (size_t i0 = 0; i0 < count; i0 += REDUCE_BLOCK) {                                 \
-            size_t k = count - i0 < REDUCE_BLOCK ? count - i0 : REDUCE_BLOCK;                 \
-            const T *s0 = (const T *)src[0] + i0;                                             \
-            for (size_t i = 0; i < k; i++) {                                                  \
-                acc[i] = s0[i];                                                               \
+        T *o = out;                                                                           \
+        size_t i0 = 0;                                                                        \
+        for (; i0 + REDUCE_CHUNK <= count; i0 += REDUCE_CHUNK) {                              \
+            T t[REDUCE_CHUNK];                                                                \
+            for (int i = 0; i < REDUCE_CHUNK; i++) {                                          \
+                t[i] = ((const T *)src[0])[i0 + i];                                           \
             }                                                                                 \
             for (int m = 1; m < n; m++) {                                                     \
                 const T *s = (const T *)src[m] + i0;                                          \
-                for (size_t i = 0; i < k; i++) {                                              \
-                    T a = acc[i], b = s[i];                                                   \
-                    acc[i] = OP;                                                              \
+                for (int i = 0; i < REDUCE_CHUNK; i++) {                                      \
+                    T a = t[i], b = s[i];                                                     \
+                    t[i] = OP;                                                                \
                 }                                                                             \
             }                                                                                 \
-            memcpy(o + i0, acc, k * sizeof(T));                                               \
-            if (also) {                                                                       \
-                copy_in((T *)also + i0, acc, k * sizeof(T), streaming);                       \
+            for (int i = 0; i < REDUCE_CHUNK; i++) {                                          \
+                o[i0 + i] = t[i];                                                             \
             }                                                                                 \
+            if (also && (i0 + REDUCE_CHUNK) % REDUCE_BLOCK == 0) {                            \
+                copy_in((T *)also + i0 + REDUCE_CHUNK - REDUCE_BLOCK,                         \
+                        o + i0 + REDUCE_CHUNK - REDUCE_BLOCK, REDUCE_BLOCK * sizeof(T),       \
+                        streaming);                                                           \
+            }                                                                                 \
+        }                                                                                     \
+        size_t copied = i0 / REDUCE_BLOCK * REDUCE_BLOCK; /* by `also`, so far */             \
+        for (; i0 < count; i0++) {                                                            \
+            T a = ((const T *)src[0])[i0];                                                    \
+            for (int m = 1; m < n; m++) {                                                     \
+                T b = ((const T *)src[m])[i0];                                                \
+                a = OP;                                                                       \
+            }                                                                                 \
+            o[i0] = a;                                                                        \
+        }                                                                                     \
+        if (also && copied < count) {                                                         \
+            copy_in((T *)also + copied, o + copied, (count - copied) * sizeof(T), streaming); \
         }                                                                                     \
     } while (0)
 
