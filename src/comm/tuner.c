@@ -18,11 +18,16 @@ int sl_tuner_add(sl_tuner *t, int way, double secs)
     }
     qsort(t->secs, t->calls, sizeof t->secs[0], by_value);
     t->median[way] = t->secs[t->calls / 2];
+    int explored = way != t->base;
+    t->quiet = explored ? 0 : t->quiet + 1;
+    t->quiet_s = explored ? 0 : t->quiet_s + t->total;
     t->calls = 0;
     t->total = 0;
-    if (way != t->base && t->median[way] < 0.9 * t->median[t->base]) {
+    if (explored && t->median[way] < 0.9 * t->median[t->base]) {
         t->base = way;
     }
     t->epochs++;
-    return t->epochs % SL_TUNER_EXPLORE == 1 ? !t->base : t->base;
+    int explore = t->epochs == 1 || t->quiet >= SL_TUNER_EXPLORE - 1 ||
+                  t->quiet_s >= SL_TUNER_EXPLORE_S;
+    return explore ? !t->base : t->base;
 }

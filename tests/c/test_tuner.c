@@ -1,6 +1,6 @@
 /* The stores tuner (comm/tuner.h) on synthetic timings: it settles on the way that is faster by
  * more than 10%, keeps the way it holds otherwise, follows a change of which way is faster, ends
- * epochs by count or by time, and judges by the median call. */
+ * epochs and explores by count or by time, and judges by the median call. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -89,6 +89,26 @@ static void test_epochs_end_by_count_or_time(void **state)
     assert_int_equal(way, 1);
 }
 
+static void test_explores_by_count_or_time(void **state)
+{
+    (void)state;
+    /* equal ways: every exploration shows as an epoch of way 1. Small calls explore one epoch
+     * in SL_TUNER_EXPLORE (after the first) */
+    sl_tuner t = {0};
+    int way = 0;
+    const double small[2] = {1e-6, 1e-6}, large[2] = {10e-3, 10e-3};
+    assert_int_equal(drive(&t, &way, small, (2 * EXPLORE + 2) * EPOCH, 0), 3 * EPOCH);
+    /* large calls (epochs of SL_TUNER_EPOCH_MIN calls, 50 ms): at least every
+     * SL_TUNER_EXPLORE_S seconds, far more often than by count */
+    sl_tuner u = {0};
+    way = 0;
+    int calls = 300, epoch_calls = SL_TUNER_EPOCH_MIN;
+    int cycle = ((int)(SL_TUNER_EXPLORE_S / (epoch_calls * large[0]) + 0.999) + 1) * epoch_calls;
+    int ones = drive(&u, &way, large, calls, 0);
+    assert_true(ones >= calls / cycle * epoch_calls);
+    assert_true(ones <= (calls / cycle + 2) * epoch_calls);
+}
+
 static void test_judges_by_the_median(void **state)
 {
     (void)state;
@@ -110,6 +130,7 @@ int main(void)
         cmocka_unit_test(test_keeps_its_way_unless_10_percent_faster),
         cmocka_unit_test(test_follows_a_change),
         cmocka_unit_test(test_epochs_end_by_count_or_time),
+        cmocka_unit_test(test_explores_by_count_or_time),
         cmocka_unit_test(test_judges_by_the_median),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
