@@ -47,6 +47,15 @@ def run_job(stem, *worker_args):
     return proc
 
 
+def assert_right_sums(proc):
+    """Both ranks of a successful job printed the first values of ones @ W."""
+    sums = (np.ones((2, W.shape[0]), np.float32) @ W).ravel()[:4]
+    for r in (0, 1):
+        done = [ln for ln in rank_lines(proc.stdout, r) if ln.startswith(f"done rank {r}")]
+        assert len(done) == 1, proc.stdout + proc.stderr
+        np.testing.assert_allclose([float(v) for v in done[0].split()[3:]], sums, rtol=1e-5)
+
+
 def launcher_says(proc):
     """The launcher's own final line (the last 'shardlite launch:' line of stderr)."""
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("shardlite launch: ")]
@@ -89,11 +98,7 @@ def test_second_predict_refused_during_a_collective(models, second):
             "thread": r"predict failed! Error is another thread is predicting with this model",
             "runner": r"predict failed! Error is another thread is predicting with this runner"}
     assert re.search(want[second], said[0]), out
-    sums = (np.ones((2, W.shape[0]), np.float32) @ W).ravel()[:4]
-    for r in (0, 1):
-        done = [ln for ln in rank_lines(proc.stdout, r) if ln.startswith(f"done rank {r}")]
-        assert len(done) == 1, out
-        np.testing.assert_allclose([float(v) for v in done[0].split()[3:]], sums, rtol=1e-5)
+    assert_right_sums(proc)
 
 
 def test_models_built_on_one_rank_only_do_not_count(models):
@@ -102,11 +107,7 @@ def test_models_built_on_one_rank_only_do_not_count(models):
     models are numbered by their first predicts, not their builds, so the job runs."""
     proc, _wall = launch(["-n", 2, sys.executable, WORKER, models, "--extra-build", 0])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    sums = (np.ones((2, W.shape[0]), np.float32) @ W).ravel()[:4]
-    for r in (0, 1):
-        done = [ln for ln in rank_lines(proc.stdout, r) if ln.startswith(f"done rank {r}")]
-        assert len(done) == 1, proc.stdout + proc.stderr
-        np.testing.assert_allclose([float(v) for v in done[0].split()[3:]], sums, rtol=1e-5)
+    assert_right_sums(proc)
 
 
 def test_ranks_predicting_with_different_models(models):
