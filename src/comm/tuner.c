@@ -28,6 +28,6 @@ int sl_tuner_add(sl_tuner *t, int way, double secs)
     }
     t->epochs++;
     int explore = t->epochs == 1 || t->quiet >= SL_TUNER_EXPLORE - 1 ||
-                  t->quiet_s >= SL_TUNER_EXPLORE_S;
+                  (t->quiet >= SL_TUNER_EXPLORE_MIN - 1 && t->quiet_s >= SL_TUNER_EXPLORE_S);
     return explore ? !t->base : t->base;
 }

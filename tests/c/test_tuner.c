@@ -92,21 +92,28 @@ static void test_epochs_end_by_count_or_time(void **state)
 static void test_explores_by_count_or_time(void **state)
 {
     (void)state;
-    /* equal ways: every exploration shows as an epoch of way 1. Small calls explore one epoch
+    /* every exploration shows as calls of way 1. Small calls (equal ways) explore one epoch
      * in SL_TUNER_EXPLORE (after the first) */
     sl_tuner t = {0};
     int way = 0;
-    const double small[2] = {1e-6, 1e-6}, large[2] = {10e-3, 10e-3};
+    const double small[2] = {1e-6, 1e-6};
     assert_int_equal(drive(&t, &way, small, (2 * EXPLORE + 2) * EPOCH, 0), 3 * EPOCH);
-    /* large calls (epochs of SL_TUNER_EPOCH_MIN calls, 50 ms): at least every
+    /* 2.1 ms calls (epochs of 10 calls, 21 ms; the other way, 3x slower, 5 calls): every
      * SL_TUNER_EXPLORE_S seconds, far more often than by count */
     sl_tuner u = {0};
     way = 0;
-    int calls = 300, epoch_calls = SL_TUNER_EPOCH_MIN;
-    int cycle = ((int)(SL_TUNER_EXPLORE_S / (epoch_calls * large[0]) + 0.999) + 1) * epoch_calls;
-    int ones = drive(&u, &way, large, calls, 0);
-    assert_true(ones >= calls / cycle * epoch_calls);
-    assert_true(ones <= (calls / cycle + 2) * epoch_calls);
+    const double mid[2] = {2.1e-3, 6e-3};
+    int quiet = (int)(SL_TUNER_EXPLORE_S / (10 * mid[0])) + 1; /* epochs between explorations */
+    assert_true(quiet >= SL_TUNER_EXPLORE_MIN - 1 && quiet < SL_TUNER_EXPLORE - 1);
+    int calls = 10 + 5 + 30 * (quiet * 10 + 5); /* 30 cycles: an epoch's error adds up */
+    assert_int_equal(drive(&u, &way, mid, calls, 0), 31 * 5);
+    assert_int_equal(u.base, 0);
+    /* long calls (an epoch of 5 calls takes 0.6 s): still one epoch in SL_TUNER_EXPLORE_MIN */
+    sl_tuner v = {0};
+    way = 0;
+    const double long_calls[2] = {0.12, 0.36};
+    calls = 5 + 5 + 2 * ((SL_TUNER_EXPLORE_MIN - 1) * 5 + 5);
+    assert_int_equal(drive(&v, &way, long_calls, calls, 0), 3 * 5);
 }
 
 static void test_judges_by_the_median(void **state)
