@@ -192,6 +192,17 @@ static sl_status group_failed(shm_comm *c)
               : SL_OK;
 }
 
+/* Whether a wait is due to check its peers and the interrupt check again (every 10 ms): when
+ * so, moves *last to t. */
+static int check_due(double t, double *last)
+{
+    if (t - *last <= 0.01) {
+        return 0;
+    }
+    *last = t;
+    return 1;
+}
+
 /* A spin-wait hint: lets the other hardware thread of the core run (x86 `pause`). */
 static inline void cpu_relax(void)
 {
@@ -237,8 +248,7 @@ static sl_status wait_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t target,
             start = last_check = t;
         }
         SL_TRY(group_failed(c));
-        if (t - last_check > 0.01) {
-            last_check = t;
+        if (check_due(t, &last_check)) {
             if (sl_comm_interrupted()) {
                 return fail(c, sl_error(SL_ERR_INTERRUPTED,
                                         "rank %d was interrupted while waiting for rank %d (%s, "
@@ -458,13 +468,10 @@ static sl_status attach_segment(shm_comm *c)
                             "the job running on this host?",
                             c->world_ranks[c->me], c->timeout, c->world_ranks[0], c->name);
         }
-        if (t - last_check > 0.01) {
-            last_check = t;
-            if (sl_comm_interrupted()) {
-                return sl_error(SL_ERR_INTERRUPTED,
-                                "rank %d was interrupted while waiting for rank %d to create %s",
-                                c->world_ranks[c->me], c->world_ranks[0], c->name);
-            }
+        if (check_due(t, &last_check) && sl_comm_interrupted()) {
+            return sl_error(SL_ERR_INTERRUPTED,
+                            "rank %d was interrupted while waiting for rank %d to create %s",
+                            c->world_ranks[c->me], c->world_ranks[0], c->name);
         }
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
@@ -528,15 +535,12 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
                                       "rendezvous of %d ranks on %s: only %u arrived within %.0f s",
                                       n, c->name, atomic_load(&c->hdr->attached), timeout));
             }
-            if (st == SL_OK && t - last_check > 0.01) {
-                last_check = t;
-                if (sl_comm_interrupted()) {
-                    st = fail(c, sl_error(SL_ERR_INTERRUPTED,
-                                          "rank %d was interrupted at the rendezvous of %d ranks "
-                                          "on %s (%u arrived)",
-                                          c->world_ranks[c->me], n, c->name,
-                                          atomic_load(&c->hdr->attached)));
-                }
+            if (st == SL_OK && check_due(t, &last_check) && sl_comm_interrupted()) {
+                st = fail(c, sl_error(SL_ERR_INTERRUPTED,
+                                      "rank %d was interrupted at the rendezvous of %d ranks on "
+                                      "%s (%u arrived)",
+                                      c->world_ranks[c->me], n, c->name,
+                                      atomic_load(&c->hdr->attached)));
             }
             struct timespec ts = {0, 200000};
             nanosleep(&ts, NULL);
