@@ -28,7 +28,6 @@ class ModelParallelRunner:
 
     def __init__(self):
         self._workers = None     # queue.Queue of idle Models
-        self._one_at_a_time = False  # the model communicates: one predict at a time
         self._first = None       # one worker, for the inputs' descriptions
         self.model_path_ = ""
 
@@ -80,7 +79,6 @@ class ModelParallelRunner:
                     "distributed model at a time: use workers_num 1 (or 0).")
             count = 1
             first = worker(count)  # joins the groups before the first build lets go of them
-        self._one_at_a_time = first._model.communicates
         workers = queue.Queue()
         workers.put(first)
         for _ in range(count - 1):
@@ -111,7 +109,7 @@ class ModelParallelRunner:
         thread at a time: a second thread's call raises RuntimeError). Returns a list of
         Tensor, one per output."""
         self._check_built("predict")
-        if self._one_at_a_time:  # a distributed model's turns must come in one order on every rank
+        if self._first._model.communicates:  # its turns must come in one order on every rank
             try:
                 model = self._workers.get_nowait()
             except queue.Empty:

@@ -824,7 +824,8 @@ static PyGetSetDef model_getset[] = {
     {"arena_bytes", get_size, NULL, "Bytes of the activation arena planned for the current shapes.",
      (void *)&arena_bytes_fn},
     {"communicates", get_communicates, NULL,
-     "True when the model has communication ops (one such model predicts at a time per rank).",
+     "True when the model communicates with other ranks (communication ops in a group of more\n"
+     "than one rank): a rank predicts with one such model at a time, from one thread.",
      NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
