@@ -98,7 +98,7 @@ SL_API const char *sl_coll_str(const sl_coll_desc *d, char *buf, size_t n);
 double sl_comm_timeout(void);
 /* Whether a wait should end (the check of sl_set_interrupt_check says so): waits ask every
  * ~10 ms. */
-int sl_comm_interrupted(void);
+SL_API int sl_comm_interrupted(void);
 
 extern const sl_comm_backend sl_comm_shm;
 

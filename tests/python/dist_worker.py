@@ -2,7 +2,8 @@
 
     dist_worker.py MODEL_STEM [--raise-on R] [--die-after-first R] [--loop SECONDS]
                    [--stall R SECONDS] [--quiet-sigint] [--second model|thread|runner]
-                   [--other-model R] [--extra-build R]
+                   [--other-model R] [--extra-build R] [--late R SECONDS]
+                   [--rebuild-late R SECONDS]
 
 Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built rank R", prints
 "predicting rank R", predicts on ones (repeatedly for --loop seconds) and prints "done rank R
@@ -15,7 +16,10 @@ waits for a stalled rank 1) on a thread and, 0.5 s into it, predicts from the ma
 second model of its file (model) or the same model (thread; runner: every rank predicts
 through a ModelParallelRunner of its file), printing "second: <what that predict raised>"; with --other-model, every rank builds two models of its file and predicts
 with the first once, then rank R predicts with its second; rank --extra-build first builds a
-model of its file that it never predicts with (as a ModelParallelRunner's probe does)."""
+model of its file that it never predicts with (as a ModelParallelRunner's probe does); rank
+--late sleeps SECONDS before building (joining its group); with --rebuild-late, every rank
+predicts once, drops its model (leaving its group) and builds it again, rank R after sleeping
+SECONDS."""
 
 import argparse
 import os
@@ -37,6 +41,8 @@ parser.add_argument("--quiet-sigint", action="store_true")
 parser.add_argument("--second", choices=("model", "thread", "runner"))
 parser.add_argument("--other-model", type=int, default=-1)
 parser.add_argument("--extra-build", type=int, default=-1)
+parser.add_argument("--late", type=float, nargs=2, default=(-1, 0))
+parser.add_argument("--rebuild-late", type=float, nargs=2, default=(-1, 0))
 args = parser.parse_args()
 
 
@@ -55,6 +61,8 @@ print(f"start rank {rank} pid {os.getpid()} job {info['job']}", flush=True)
 if rank == args.raise_on:
     raise RuntimeError(f"rank {rank} fails before its first collective")
 
+if rank == args.late[0]:
+    time.sleep(args.late[1])
 context = mslite.Context()
 context.cpu.thread_num = 1
 if rank == args.extra_build:
@@ -71,6 +79,16 @@ if args.other_model >= 0:
     model.predict(first_inputs)
     if rank == args.other_model:
         model = other
+if args.rebuild_late[0] >= 0:
+    once = model.get_inputs()
+    for t in once:
+        t.set_data_from_numpy(np.ones(t.shape, np.float32))
+    model.predict(once)
+    del model, once, t  # the tensors hold the model
+    if rank == args.rebuild_late[0]:
+        time.sleep(args.rebuild_late[1])
+    model = mslite.Model()
+    model.build_from_file(f"{args.stem}{rank}.mindir", mslite.ModelType.MINDIR, context)
 if args.second == "runner":
     model = mslite.ModelParallelRunner()
     model.build_from_file(f"{args.stem}{rank}.mindir", context)

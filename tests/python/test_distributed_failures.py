@@ -3,9 +3,12 @@ before its first collective, ranks whose models disagree, a missing model file. 
 all processes end, the launcher exits non-zero naming the rank within seconds (with the default
 60 s communicator deadline: the failure is noticed by dead-peer checks, fingerprints or the
 launcher, not by the deadline) and the job leaves nothing in /dev/shm. And Ctrl-C (SIGINT) to a
-rank started without the launcher, while it waits for another."""
+rank started without the launcher, while it waits for another. Under mpirun with the MPI
+backend: the deadline and Ctrl-C end its waits too."""
 
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +18,7 @@ import uuid
 import numpy as np
 import pytest
 
+from conftest import IN_CI
 from launching import (WORKER, launch, launch_env, matmul_allreduce, rank_lines,
                        row_split_models, save_rank_model, shm_entries, wait_gone)
 
@@ -239,3 +243,77 @@ def test_ctrl_c_in_a_collective(models, handler):
                 p.kill()
                 p.communicate()
     assert not shm_entries(job)
+
+
+# ---- the MPI backend (mpirun, SHARDLITE_COMM_BACKEND=mpi) ----
+
+MPI_DEADLINE_S = 2
+
+
+def start_mpi_job(stem, *worker_args, deadline_s=MPI_DEADLINE_S):
+    """The worker on 2 ranks under mpirun with the MPI backend and the deadline (Popen)."""
+    mpirun = shutil.which("mpirun")
+    if not mpirun:
+        if IN_CI:
+            pytest.fail("mpirun is missing (CI=true)")
+        pytest.skip("mpirun is missing")
+    env = launch_env(SHARDLITE_COMM_BACKEND="mpi", SHARDLITE_COMM_TIMEOUT=deadline_s)
+    cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable,
+           str(WORKER), stem, *map(str, worker_args)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def finish(proc, limit_s):
+    """Waits up to limit_s for proc (killing it past that); returns (its stdout + stderr,
+    whether it ended in time)."""
+    try:
+        out, err = proc.communicate(timeout=limit_s)
+        return out + err, True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return out + err, False
+
+
+@pytest.mark.parametrize("where", ["init", "rendezvous", "collective"])
+def test_mpi_waits_have_a_deadline(models, where):
+    """Rank 1 comes 30 s late: to its first build (rank 0 waits in MPI_Init), to building its
+    model again (the rendezvous of a new group), or to its first predict (a collective). Rank
+    0's wait fails at the 2 s deadline naming what it waited in, and mpirun ends the job (rank 0
+    leaves without MPI_Finalize, which would wait for rank 1) long before rank 1 would come."""
+    late = {"init": "--late", "rendezvous": "--rebuild-late", "collective": "--stall"}[where]
+    t0 = time.monotonic()
+    out, ended = finish(start_mpi_job(models, late, 1, 30), 25)
+    wall = time.monotonic() - t0
+    assert ended and wall < 20, f"took {wall:.1f} s\n{out}"
+    what = {"init": r"MPI_Init", "rendezvous": r"MPI rendezvous of 2 ranks",
+            "collective": r"MPI AllReduce\(sum, float32, 6\) of model #1, collective #1"}[where]
+    assert re.search(rf"rank 0 waited {MPI_DEADLINE_S} s for the other ranks \({what}\): "
+                     r"deadline passed \(SHARDLITE_COMM_TIMEOUT\)", out), out
+    assert "done rank" not in out, out
+
+
+def test_ctrl_c_in_an_mpi_collective(models):
+    """SIGINT to rank 0 (as Ctrl-C in its terminal) while it waits in its first AllReduce for a
+    stalled rank 1 ends it at once with KeyboardInterrupt, and mpirun then ends the job."""
+    proc = start_mpi_job(models, "--stall", 1, 30, deadline_s=60)
+    pid, seen = None, []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            m = re.search(r"start rank 0 pid (\d+)", line)
+            pid = int(m.group(1)) if m else pid
+            if "predicting rank 0" in line:
+                break
+        assert pid, "".join(seen) + proc.stderr.read()
+        time.sleep(0.5)  # rank 0 is in predict, waiting for rank 1
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGINT)
+        assert not wait_gone([pid], 3), "rank 0 still runs 3 s after SIGINT"
+        secs = time.monotonic() - t0
+    finally:
+        out, ended = finish(proc, 15)
+    assert ended, out
+    assert secs < 3 and "KeyboardInterrupt" in out, out
+    assert "done rank" not in out, out

@@ -1,11 +1,26 @@
 /* The MPI backend (a plugin: libshardlite_mpi.so, loaded by comm.c on first use), for ranks on
  * several hosts. Errors come back as statuses (MPI_ERRORS_RETURN), never as an abort; each
- * collective's fingerprint is compared across ranks first (an all-gather of a few bytes), so a
- * mismatch fails with both ops named. */
+ * collective's fingerprint is compared across ranks first, so a mismatch fails with both ops
+ * named.
+ *
+ * Every wait for other ranks has the communicator deadline and ends on an interrupt (both
+ * checked every 10 ms): MPI_Init, which waits for every rank of the job, runs on a thread of
+ * its own; a group's rendezvous, the fingerprint exchange before each collective and
+ * Send/Receive are nonblocking point-to-point calls polled with MPI_Testall. The collective
+ * itself is MPI's blocking call, started only once every member has sent its fingerprint, so
+ * it waits for no late rank (Open MPI's nonblocking collectives measured 2-6x slower than its
+ * blocking ones). MPI cannot take back a started call, so a wait that gives up leaves it
+ * pending: the backend then makes no further MPI call in the process (a call would progress
+ * the abandoned one, which could still write into memory its caller has since freed), and the
+ * process leaves without MPI_Finalize (which would wait for the absent ranks), so that mpirun
+ * ends the job. */
 #include <mpi.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "comm/comm.h"
 
@@ -18,69 +33,289 @@ _Static_assert(sizeof(fingerprint) == 2 * 8 + 6 * 4, "a fingerprint has no paddi
 
 typedef struct mpi_state {
     MPI_Comm comm;
+    MPI_Comm check_comm; /* a duplicate of comm for fingerprints: apart from Send/Receive tags */
     int n, me;
     int ranks[SL_COMM_MAX_RANKS];
     uint64_t seq;
+    double timeout;
     int check; /* compare fingerprints (SHARDLITE_COMM_CHECK=0 turns it off) */
+    /* the fingerprint exchange's buffers: here, not on the stack, since an abandoned exchange
+     * may still be written into (the state of an abandoned process is never freed) */
+    fingerprint mine, all[SL_COMM_MAX_RANKS];
 } mpi_state;
+
+/* Around every MPI call when MPI provides less than MPI_THREAD_MULTIPLE (then concurrent
+ * collectives of two groups, run by two threads, take turns). */
+static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;
+static int serial;
+/* Guards init_started and the message of the wait that gave up (set once, before gave_up). */
+static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;
+static int init_started;
+static char abandoned[256];
+static _Atomic int gave_up;
+/* MPI_Init's thread: init_done once it returned init_rc */
+static _Atomic int init_done;
+static int init_rc;
+
+static void call_begin(void)
+{
+    if (serial) {
+        pthread_mutex_lock(&call_mu);
+    }
+}
+
+static void call_end(void)
+{
+    if (serial) {
+        pthread_mutex_unlock(&call_mu);
+    }
+}
 
 static sl_status mpi_fail(int rc, const char *what)
 {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     MPI_Error_string(rc, msg, &len);
-    return sl_error(SL_ERR_STATE, "MPI %s failed: %.*s", what, len, msg);
+    return sl_error(SL_ERR_STATE, "%s failed: %.*s", what, len, msg);
 }
 
+/* Fails once a wait of this process gave up. */
+static sl_status usable(void)
+{
+    if (!atomic_load(&gave_up)) {
+        return SL_OK;
+    }
+    return sl_error(SL_ERR_STATE,
+                    "MPI cannot be used again in this process after an earlier wait failed (%s)",
+                    abandoned);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* One look at what a wait waits for: 1 done, 0 not yet, -1 MPI abandoned (by another thread's
+ * wait); *rc an MPI error. */
+typedef int (*poll_fn)(void *arg, int *rc);
+
+typedef struct requests {
+    int n;
+    MPI_Request *reqs;
+} requests;
+
+static int poll_requests(void *arg, int *rc)
+{
+    requests *r = arg;
+    int done = -1;
+    call_begin();
+    if (!atomic_load(&gave_up)) {
+        *rc = MPI_Testall(r->n, r->reqs, &done, MPI_STATUSES_IGNORE);
+    }
+    call_end();
+    return done;
+}
+
+/* Waits until poll says done; checks the interrupt check and the deadline every 10 ms. rank and
+ * what say who waits for what. On giving up, marks the process's MPI abandoned. */
+static sl_status wait_for(poll_fn poll, void *arg, int rank, double timeout, const char *what)
+{
+    double start = now_s(), last = start;
+    for (unsigned i = 1;; i++) {
+        int rc = MPI_SUCCESS, done = poll(arg, &rc);
+        if (done < 0) {
+            return usable();
+        }
+        if (rc != MPI_SUCCESS) {
+            return mpi_fail(rc, what);
+        }
+        if (done) {
+            return SL_OK;
+        }
+        if (i % 64) {
+            continue;
+        }
+        double t = now_s();
+        if (t - last <= 0.01) {
+            continue;
+        }
+        last = t;
+        int interrupted = sl_comm_interrupted();
+        if (!interrupted && t - start <= timeout) {
+            continue;
+        }
+        char msg[sizeof abandoned];
+        if (interrupted) {
+            snprintf(msg, sizeof msg,
+                     "rank %d was interrupted while waiting for the other ranks (%s)", rank, what);
+        } else {
+            snprintf(msg, sizeof msg,
+                     "rank %d waited %.0f s for the other ranks (%s): deadline passed "
+                     "(SHARDLITE_COMM_TIMEOUT)",
+                     rank, timeout, what);
+        }
+        pthread_mutex_lock(&state_mu);
+        if (!atomic_load(&gave_up)) {
+            memcpy(abandoned, msg, sizeof msg);
+            atomic_store(&gave_up, 1);
+        }
+        pthread_mutex_unlock(&state_mu);
+        return sl_error(interrupted ? SL_ERR_INTERRUPTED : SL_ERR_STATE, "%s", msg);
+    }
+}
+
+static sl_status wait_requests(int n, MPI_Request *reqs, int rank, double timeout,
+                               const char *what)
+{
+    requests r = {n, reqs};
+    return wait_for(poll_requests, &r, rank, timeout, what);
+}
+
+static void *init_main(void *arg)
+{
+    (void)arg;
+    int provided = MPI_THREAD_SINGLE;
+    init_rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
+    serial = provided < MPI_THREAD_MULTIPLE;
+    atomic_store(&init_done, 1);
+    return NULL;
+}
+
+static int poll_init(void *arg, int *rc)
+{
+    (void)arg;
+    (void)rc;
+    if (atomic_load(&init_done)) {
+        return 1;
+    }
+    struct timespec nap = {0, 200000}; /* the ranks MPI_Init waits for may need this CPU */
+    nanosleep(&nap, NULL);
+    return 0;
+}
+
+/* At exit, unless a wait gave up (MPI_Init's included). */
 static void finalize_at_exit(void)
 {
     int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized) {
+    if (atomic_load(&init_done) && !atomic_load(&gave_up) &&
+        MPI_Finalized(&finalized) == MPI_SUCCESS && !finalized) {
         MPI_Finalize();
     }
+}
+
+/* Initialises MPI on first use (unless the program did), within the deadline, and checks that it
+ * agrees with the job. */
+static sl_status init_mpi(const sl_rank_info *w, double timeout)
+{
+    SL_TRY(usable());
+    sl_status st = SL_OK;
+    pthread_mutex_lock(&state_mu);
+    if (!init_started) {
+        int inited = 0, provided = MPI_THREAD_SINGLE;
+        MPI_Initialized(&inited);
+        pthread_t thread;
+        if (inited) {
+            MPI_Query_thread(&provided);
+            serial = provided < MPI_THREAD_MULTIPLE;
+            atomic_store(&init_done, 1);
+        } else if (pthread_create(&thread, NULL, init_main, NULL) != 0) {
+            st = sl_error(SL_ERR_STATE, "MPI_Init: could not start its thread");
+        } else {
+            pthread_detach(thread);
+            atexit(finalize_at_exit);
+        }
+        init_started = st == SL_OK;
+    }
+    pthread_mutex_unlock(&state_mu);
+    SL_TRY(st);
+    SL_TRY(wait_for(poll_init, NULL, w->rank, timeout, "MPI_Init"));
+    if (init_rc != MPI_SUCCESS) {
+        return mpi_fail(init_rc, "MPI_Init_thread");
+    }
+    int wrank, wsize;
+    call_begin();
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+    MPI_Comm_size(MPI_COMM_WORLD, &wsize);
+    call_end();
+    if (wrank != w->rank || wsize != w->size) {
+        return sl_error(SL_ERR_STATE, "MPI says rank %d of %d, the job says rank %d of %d",
+                        wrank, wsize, w->rank, w->size);
+    }
+    return SL_OK;
+}
+
+/* Before the (blocking) MPI_Comm_create_group: every member tells every other that it is
+ * here, with zero-byte messages on the world communicator tagged by the group, and waits for
+ * all of them within the deadline. */
+static sl_status rendezvous(const int *ranks, int n, int me, double timeout)
+{
+    unsigned tag = 1;
+    for (int i = 0; i < n; i++) {
+        tag = tag * 31 + (unsigned)ranks[i];
+    }
+    tag = 1 + tag % 30000; /* MPI guarantees tags up to 32767 */
+    MPI_Request reqs[2 * SL_COMM_MAX_RANKS];
+    int k = 0, rc = MPI_SUCCESS;
+    call_begin();
+    for (int m = 0; m < n && rc == MPI_SUCCESS; m++) {
+        if (m != me) {
+            rc = MPI_Isend(NULL, 0, MPI_BYTE, ranks[m], (int)tag, MPI_COMM_WORLD, &reqs[k++]);
+            if (rc == MPI_SUCCESS) {
+                rc = MPI_Irecv(NULL, 0, MPI_BYTE, ranks[m], (int)tag, MPI_COMM_WORLD, &reqs[k++]);
+            }
+        }
+    }
+    call_end();
+    if (rc != MPI_SUCCESS) {
+        return mpi_fail(rc, "MPI rendezvous");
+    }
+    char what[64];
+    snprintf(what, sizeof what, "MPI rendezvous of %d ranks", n);
+    return wait_requests(k, reqs, ranks[me], timeout, what);
 }
 
 static sl_status mpi_open(const sl_rank_info *w, const int *ranks, int n, int me, double timeout,
                           void **state)
 {
-    (void)timeout;
     *state = NULL;
-    int inited = 0;
-    MPI_Initialized(&inited);
-    if (!inited) {
-        int provided;
-        int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
-        if (rc != MPI_SUCCESS) {
-            return mpi_fail(rc, "MPI_Init_thread");
-        }
-        atexit(finalize_at_exit);
-    }
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    int wrank, wsize;
-    MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
-    MPI_Comm_size(MPI_COMM_WORLD, &wsize);
-    if (wrank != w->rank || wsize != w->size) {
-        return sl_error(SL_ERR_STATE, "MPI says rank %d of %d, the job says rank %d of %d",
-                        wrank, wsize, w->rank, w->size);
-    }
     mpi_state *s = calloc(1, sizeof *s);
     if (!s) {
         return sl_error(SL_ERR_NOMEM, "communicator: out of memory");
     }
-    MPI_Group world_group, group;
-    MPI_Comm_group(MPI_COMM_WORLD, &world_group);
-    MPI_Group_incl(world_group, n, ranks, &group);
-    int rc = MPI_Comm_create_group(MPI_COMM_WORLD, group, 0, &s->comm);
-    MPI_Group_free(&group);
-    MPI_Group_free(&world_group);
-    if (rc != MPI_SUCCESS) {
-        free(s);
-        return mpi_fail(rc, "MPI_Comm_create_group");
+    sl_status st = init_mpi(w, timeout);
+    if (st == SL_OK) {
+        st = rendezvous(ranks, n, me, timeout);
     }
-    MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
+    if (st == SL_OK) {
+        MPI_Group world_group, group;
+        call_begin();
+        MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+        MPI_Group_incl(world_group, n, ranks, &group);
+        int rc = MPI_Comm_create_group(MPI_COMM_WORLD, group, 0, &s->comm);
+        MPI_Group_free(&group);
+        MPI_Group_free(&world_group);
+        if (rc == MPI_SUCCESS) {
+            MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
+            rc = MPI_Comm_dup(s->comm, &s->check_comm);
+            if (rc != MPI_SUCCESS) {
+                MPI_Comm_free(&s->comm);
+            }
+        }
+        call_end();
+        if (rc != MPI_SUCCESS) {
+            st = mpi_fail(rc, "MPI_Comm_create_group");
+        }
+    }
+    if (st != SL_OK) {
+        free(s);
+        return st;
+    }
     s->n = n;
     s->me = me;
+    s->timeout = timeout;
     memcpy(s->ranks, ranks, sizeof(int) * (size_t)n);
     const char *check = getenv("SHARDLITE_COMM_CHECK");
     s->check = !(check && strcmp(check, "0") == 0);
@@ -91,14 +326,18 @@ static sl_status mpi_open(const sl_rank_info *w, const int *ranks, int n, int me
 static void mpi_close(void *state)
 {
     mpi_state *s = state;
-    if (s) {
-        int finalized = 0;
-        MPI_Finalized(&finalized);
-        if (!finalized) {
-            MPI_Comm_free(&s->comm);
-        }
-        free(s);
+    int finalized = 0;
+    if (!s || atomic_load(&gave_up)) {
+        return; /* an abandoned exchange may still write into s */
     }
+    call_begin();
+    MPI_Finalized(&finalized);
+    if (!finalized) {
+        MPI_Comm_free(&s->check_comm);
+        MPI_Comm_free(&s->comm);
+    }
+    call_end();
+    free(s);
 }
 
 static MPI_Datatype mpi_type(sl_dtype t)
@@ -125,74 +364,110 @@ static MPI_Op mpi_op(sl_reduce r)
     }
 }
 
-static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d)
+/* Sends this rank's fingerprint of d to every member and compares theirs with it (point to
+ * point: as fast as MPI_Allgather at 2 ranks, and waited for within the deadline). */
+static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d, const char *what)
 {
-    fingerprint mine = {.seq = ++s->seq, .count = d->count, .kind = (uint32_t)d->kind,
-                        .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
-                        .root = d->root, .model = d->model};
-    fingerprint all[SL_COMM_MAX_RANKS];
-    int rc = MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, s->comm);
-    if (rc != MPI_SUCCESS) {
-        return mpi_fail(rc, "fingerprint exchange");
+    s->mine = (fingerprint){.seq = s->seq, .count = d->count, .kind = (uint32_t)d->kind,
+                            .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
+                            .root = d->root, .model = d->model};
+    MPI_Request reqs[2 * SL_COMM_MAX_RANKS];
+    int k = 0, rc = MPI_SUCCESS;
+    call_begin();
+    for (int m = 0; m < s->n && rc == MPI_SUCCESS; m++) {
+        if (m != s->me) {
+            rc = MPI_Isend(&s->mine, sizeof s->mine, MPI_BYTE, m, 0, s->check_comm, &reqs[k++]);
+            if (rc == MPI_SUCCESS) {
+                rc = MPI_Irecv(&s->all[m], sizeof s->all[m], MPI_BYTE, m, 0, s->check_comm,
+                               &reqs[k++]);
+            }
+        }
     }
+    call_end();
+    if (rc != MPI_SUCCESS) {
+        return mpi_fail(rc, what);
+    }
+    SL_TRY(wait_requests(k, reqs, s->ranks[s->me], s->timeout, what));
     for (int m = 0; m < s->n; m++) {
-        if (memcmp(&all[m], &mine, sizeof mine) != 0) {
+        const fingerprint *o = &s->all[m];
+        if (m != s->me && memcmp(o, &s->mine, sizeof *o) != 0) {
             char a[128], b[128];
-            sl_coll_desc od = {.kind = (sl_coll)all[m].kind, .dtype = (sl_dtype)all[m].dtype,
-                               .count = all[m].count, .reduce = (sl_reduce)all[m].reduce,
-                               .root = all[m].root, .model = all[m].model};
+            sl_coll_desc od = {.kind = (sl_coll)o->kind, .dtype = (sl_dtype)o->dtype,
+                               .count = o->count, .reduce = (sl_reduce)o->reduce,
+                               .root = o->root, .model = o->model};
             return sl_error(SL_ERR_STATE,
                             "collective mismatch at #%llu: rank %d runs %s but rank %d runs %s "
                             "(#%llu): the ranks' models differ",
-                            (unsigned long long)mine.seq, s->ranks[s->me],
+                            (unsigned long long)s->seq, s->ranks[s->me],
                             sl_coll_str(d, a, sizeof a), s->ranks[m],
-                            sl_coll_str(&od, b, sizeof b), (unsigned long long)all[m].seq);
+                            sl_coll_str(&od, b, sizeof b), (unsigned long long)o->seq);
         }
     }
     return SL_OK;
 }
 
+/* Runs d's collective with MPI's blocking call. */
+static int blocking(mpi_state *s, const sl_coll_desc *d, const void *in, void *out)
+{
+    int c = (int)d->count, b = (int)(d->count * sl_dtype_size(d->dtype));
+    MPI_Datatype t = mpi_type(d->dtype);
+    switch (d->kind) {
+    case SL_COLL_ALLREDUCE:
+        return MPI_Allreduce(in == out ? MPI_IN_PLACE : in, out, c, t, mpi_op(d->reduce),
+                             s->comm);
+    case SL_COLL_ALLGATHER: return MPI_Allgather(in, b, MPI_BYTE, out, b, MPI_BYTE, s->comm);
+    case SL_COLL_REDUCE_SCATTER:
+        return MPI_Reduce_scatter_block(in, out, c, t, mpi_op(d->reduce), s->comm);
+    case SL_COLL_BROADCAST: return MPI_Bcast(out, b, MPI_BYTE, d->root, s->comm);
+    case SL_COLL_ALLTOALL: return MPI_Alltoall(in, b, MPI_BYTE, out, b, MPI_BYTE, s->comm);
+    case SL_COLL_BARRIER: return MPI_Barrier(s->comm);
+    default: return MPI_ERR_OP; /* Send/Receive: see mpi_run */
+    }
+}
+
 static sl_status mpi_run(void *state, const sl_coll_desc *d, const void *in, void *out)
 {
     mpi_state *s = state;
-    size_t esz = sl_dtype_size(d->dtype);
-    size_t bytes = d->count * esz;
+    size_t bytes = d->count * sl_dtype_size(d->dtype);
     if (bytes > (size_t)2147483647) {
         return sl_error(SL_ERR_UNSUPPORTED, "MPI messages over 2 GiB are not supported");
     }
-    MPI_Datatype t = mpi_type(d->dtype);
     int reducing = d->kind == SL_COLL_ALLREDUCE || d->kind == SL_COLL_REDUCE_SCATTER;
-    if (reducing && t == MPI_DATATYPE_NULL) {
+    if (reducing && mpi_type(d->dtype) == MPI_DATATYPE_NULL) {
         return sl_error(SL_ERR_UNSUPPORTED, "MPI reductions of %s are not supported",
                         sl_dtype_name(d->dtype));
     }
-    if (s->check && d->kind != SL_COLL_SEND && d->kind != SL_COLL_RECV) {
-        SL_TRY(check_fingerprints(s, d));
+    SL_TRY(usable());
+    char op[128], what[160];
+    s->seq++;
+    snprintf(what, sizeof what, "MPI %s, collective #%llu", sl_coll_str(d, op, sizeof op),
+             (unsigned long long)s->seq);
+    int rc;
+    if (d->kind == SL_COLL_SEND || d->kind == SL_COLL_RECV) {
+        MPI_Request req;
+        call_begin();
+        rc = d->kind == SL_COLL_SEND
+                 ? MPI_Isend(in, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req)
+                 : MPI_Irecv(out, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req);
+        call_end();
+        if (rc == MPI_SUCCESS) {
+            return wait_requests(1, &req, s->ranks[s->me], s->timeout, what);
+        }
+    } else {
+        if (s->check) {
+            SL_TRY(check_fingerprints(s, d, what));
+        }
+        call_begin();
+        rc = blocking(s, d, in, out);
+        call_end();
     }
-    int rc = MPI_SUCCESS, c = (int)d->count, b = (int)bytes;
-    switch (d->kind) {
-    case SL_COLL_ALLREDUCE:
-        rc = MPI_Allreduce(in == out ? MPI_IN_PLACE : in, out, c, t, mpi_op(d->reduce), s->comm);
-        break;
-    case SL_COLL_ALLGATHER:
-        rc = MPI_Allgather(in, b, MPI_BYTE, out, b, MPI_BYTE, s->comm);
-        break;
-    case SL_COLL_REDUCE_SCATTER:
-        rc = MPI_Reduce_scatter_block(in, out, c, t, mpi_op(d->reduce), s->comm);
-        break;
-    case SL_COLL_BROADCAST: rc = MPI_Bcast(out, b, MPI_BYTE, d->root, s->comm); break;
-    case SL_COLL_ALLTOALL: rc = MPI_Alltoall(in, b, MPI_BYTE, out, b, MPI_BYTE, s->comm); break;
-    case SL_COLL_SEND: rc = MPI_Send(in, b, MPI_BYTE, d->peer, d->tag, s->comm); break;
-    case SL_COLL_RECV:
-        rc = MPI_Recv(out, b, MPI_BYTE, d->peer, d->tag, s->comm, MPI_STATUS_IGNORE);
-        break;
-    case SL_COLL_BARRIER: rc = MPI_Barrier(s->comm); break;
-    }
-    if (rc != MPI_SUCCESS) {
-        char what[128];
-        return mpi_fail(rc, sl_coll_str(d, what, sizeof what));
-    }
-    return SL_OK;
+    return rc == MPI_SUCCESS ? SL_OK : mpi_fail(rc, what);
+}
+
+static int mpi_failed(void *state)
+{
+    (void)state;
+    return atomic_load(&gave_up);
 }
 
 static const sl_comm_backend backend = {
@@ -200,6 +475,7 @@ static const sl_comm_backend backend = {
     .open = mpi_open,
     .close = mpi_close,
     .run = mpi_run,
+    .failed = mpi_failed,
 };
 
 __attribute__((visibility("default"))) const sl_comm_backend *sl_comm_mpi_backend(void)
