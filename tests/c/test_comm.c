@@ -1,8 +1,8 @@
 /* The shared-memory communicator with real processes (fork): every collective and reduction at
  * 2 and 4 ranks against plain loops (same member order, so bit-exact), bit-identical results
  * across ranks, sub-groups, point-to-point, two jobs at once, a collective mismatch, a dead
- * peer, one claimant at a time, a group opened again at once, and no /dev/shm entry left
- * behind. */
+ * peer, one claimant at a time, a group opened again at once, segments of mode 0600, a
+ * segment too big for /dev/shm, and no /dev/shm entry left behind. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -194,7 +196,28 @@ static uint64_t run_all(int rank, int n)
     return sum;
 }
 
-/* Forks n ranks of job `job`, each running body; returns how many exited 0 and fills sums. */
+/* Waits for the n ranks of job, started by run_job(..., wait_now = 0) (sums: their pipes):
+ * returns how many exited 0 and replaces each pipe by the sum read from it. */
+static int collect(const char *job, int n, uint64_t *sums, const pid_t *pids)
+{
+    int ok = 0;
+    for (int r = 0; r < n; r++) {
+        int status, fd = (int)sums[r];
+        waitpid(pids[r], &status, 0);
+        if (read(fd, &sums[r], sizeof sums[r]) != sizeof sums[r]) {
+            sums[r] = 0;
+        }
+        close(fd);
+        ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (!WIFEXITED(status)) {
+            print_message("rank %d of %s: killed by signal %d\n", r, job, WTERMSIG(status));
+        }
+    }
+    return ok;
+}
+
+/* Forks n ranks of job `job`, each running body; returns how many exited 0 and fills sums
+ * (wait_now = 0: returns at once, sums holding the pipes for collect). */
 typedef uint64_t (*rank_body)(int rank, int n);
 
 static int run_job(const char *job, int n, rank_body body, uint64_t *sums, pid_t *pids,
@@ -226,21 +249,10 @@ static int run_job(const char *job, int n, rank_body body, uint64_t *sums, pid_t
         }
         return 0;
     }
-    int ok = 0;
     for (int r = 0; r < n; r++) {
-        int status;
-        waitpid(pids[r], &status, 0);
-        sums[r] = 0;
-        if (read(fds[r][0], &sums[r], sizeof sums[r]) != sizeof sums[r]) {
-            sums[r] = 0;
-        }
-        close(fds[r][0]);
-        ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        if (!WIFEXITED(status)) {
-            print_message("rank %d of %s: killed by signal %d\n", r, job, WTERMSIG(status));
-        }
+        sums[r] = (uint64_t)fds[r][0];
     }
-    return ok;
+    return collect(job, n, sums, pids);
 }
 
 static int shm_entries(const char *job)
@@ -353,17 +365,9 @@ static void test_two_jobs_at_once(void **state)
     pid_t pa[MAX_N], pb[MAX_N];
     run_job(a, 2, run_all, fa, pa, 0);
     run_job(b, 2, run_all, fb, pb, 0);
-    int ok = 0;
-    for (int r = 0; r < 2; r++) {
-        int sa, sb;
-        waitpid(pa[r], &sa, 0);
-        waitpid(pb[r], &sb, 0);
-        ok += WIFEXITED(sa) && WEXITSTATUS(sa) == 0;
-        ok += WIFEXITED(sb) && WEXITSTATUS(sb) == 0;
-        close((int)fa[r]);
-        close((int)fb[r]);
-    }
-    assert_int_equal(ok, 4);
+    assert_int_equal(collect(a, 2, fa, pa) + collect(b, 2, fb, pb), 4);
+    assert_int_equal(fa[0], fa[1]);
+    assert_int_equal(fb[0], fb[1]);
     assert_int_equal(shm_entries(a) + shm_entries(b), 0);
 }
 
@@ -571,17 +575,87 @@ static uint64_t alone(int rank, int n)
     return 1;
 }
 
+/* The first member's segment as stat sees it; 0 when job has none. */
+static int segment_stat(const char *job, struct stat *sb)
+{
+    char prefix[128], path[512];
+    snprintf(prefix, sizeof prefix, "shardlite-%s-", job);
+    DIR *d = opendir("/dev/shm");
+    int found = 0;
+    for (struct dirent *e; d && !found && (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+            found = stat(path, sb) == 0;
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return found;
+}
+
+/* While rank 0 waits at the rendezvous for a rank 1 that never comes, its segment can be read
+ * and written by its user alone; at the deadline rank 0 gives up and removes it. */
 static void test_missing_peer_times_out(void **state)
 {
     (void)state;
     setenv("SHARDLITE_COMM_TIMEOUT", "1", 1);
     char job[64];
     snprintf(job, sizeof job, "t%d_alone", (int)getpid());
-    uint64_t sums[MAX_N];
+    uint64_t fds[MAX_N];
     pid_t pids[MAX_N];
-    assert_int_equal(run_job(job, 2, alone, sums, pids, 1), 2);
+    run_job(job, 2, alone, fds, pids, 0);
+    struct stat sb;
+    int seen = 0;
+    for (int i = 0; i < 80 && !(seen = segment_stat(job, &sb)); i++) {
+        usleep(10000);
+    }
+    assert_int_equal(collect(job, 2, fds, pids), 2);
+    assert_true(seen);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(sb.st_uid, getuid());
     assert_int_equal(shm_entries(job), 0);
     unsetenv("SHARDLITE_COMM_TIMEOUT");
+}
+
+/* A group whose segment does not fit in /dev/shm's free space fails when it is opened (at
+ * build), naming the sizes, instead of failing with SIGBUS later; nothing is left behind. */
+static uint64_t too_big(int rank, int n)
+{
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_ERR_NOMEM);
+    char want[64];
+    snprintf(want, sizeof want, "the %d-rank group needs", n);
+    CHECK(strstr(sl_last_error(), "/dev/shm has") && strstr(sl_last_error(), want));
+    return 1;
+}
+
+static void test_segment_too_big_for_dev_shm(void **state)
+{
+    (void)state;
+    struct statvfs vfs;
+    assert_int_equal(statvfs("/dev/shm", &vfs), 0);
+    /* each member takes 4 buffers of 1 GiB: enough members to need more than is free */
+    unsigned long long need = (unsigned long long)vfs.f_bavail * vfs.f_frsize / (4ull << 30) + 1;
+    if (need > SL_COMM_MAX_RANKS) {
+        skip(); /* /dev/shm has over 256 GiB free */
+    }
+    setenv("SHARDLITE_SHM_SLOT_BYTES", "1073741824", 1);
+    char job[64];
+    snprintf(job, sizeof job, "t%d_big", (int)getpid());
+    /* rank 0 alone: it creates the segment, before waiting for anyone */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rank = 0; /* for CHECK */
+        CHECK(sl_comm_configure(rank, (int)need, job, "shm") == SL_OK);
+        _exit(too_big(rank, (int)need) == 1 ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    unsetenv("SHARDLITE_SHM_SLOT_BYTES");
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(shm_entries(job), 0);
 }
 
 static void test_world_from_environment(void **state)
@@ -637,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_group_reopened_at_once),
         cmocka_unit_test(test_dead_peer_fails_fast),
         cmocka_unit_test(test_missing_peer_times_out),
+        cmocka_unit_test(test_segment_too_big_for_dev_shm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
