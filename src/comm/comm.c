@@ -319,12 +319,17 @@ sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *o
     return st;
 }
 
-const char *sl_coll_str(const sl_coll_desc *d, char *buf, size_t n)
+const char *sl_coll_name(sl_coll kind)
 {
     static const char *const kinds[] = {"AllReduce", "AllGather", "ReduceScatter", "Broadcast",
                                         "AlltoAll",  "Send",      "Receive",       "Barrier"};
+    return (unsigned)kind < sizeof kinds / sizeof kinds[0] ? kinds[kind] : "?";
+}
+
+const char *sl_coll_str(const sl_coll_desc *d, char *buf, size_t n)
+{
     static const char *const reduces[] = {"sum", "max", "min", "prod"};
-    const char *kind = (unsigned)d->kind < 8 ? kinds[d->kind] : "?";
+    const char *kind = sl_coll_name(d->kind);
     switch (d->kind) {
     case SL_COLL_ALLREDUCE:
     case SL_COLL_REDUCE_SCATTER:

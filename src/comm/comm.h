@@ -92,6 +92,8 @@ void sl_comm_unclaim(sl_comm *c, const void *user);
 /* Runs one collective (serialised per communicator). */
 sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out);
 
+/* "AllReduce" for SL_COLL_ALLREDUCE... */
+const char *sl_coll_name(sl_coll kind);
 /* "AllReduce(sum, float32, 1024)" into buf: for error messages. */
 SL_API const char *sl_coll_str(const sl_coll_desc *d, char *buf, size_t n);
 /* The seconds a wait may last (SHARDLITE_COMM_TIMEOUT, default 60). */

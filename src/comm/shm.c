@@ -748,9 +748,6 @@ static void reduce(void *out, void *also, int streaming, const void *const *src,
 
 /* ---- collectives ---- */
 
-static const char *const kind_names[] = {"AllReduce", "AllGather", "ReduceScatter", "Broadcast",
-                                         "AlltoAll",  "Send",      "Receive",       "Barrier"};
-
 /* Publishes this rank's input for collective seq (already in its buffer) with its
  * fingerprint, waits for every member's, and checks that they all run the same collective. */
 static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
@@ -763,7 +760,7 @@ static sl_status publish(shm_comm *c, const sl_coll_desc *d, uint64_t seq)
     stores_visible();
     set_flag(c, &line->seq, seq);
     SL_TRY(wait_all(c, offsetof(member_ctl, ready) + (seq & 1) * sizeof(ready_line), seq,
-                    kind_names[d->kind]));
+                    sl_coll_name(d->kind)));
     for (int m = 0; m < c->n; m++) {
         const fingerprint *o = &c->ctl[m].ready[seq & 1].fp;
         if (o->seq != seq || o->kind != fp->kind || o->dtype != fp->dtype ||
@@ -912,7 +909,7 @@ static sl_status run_p2p(shm_comm *c, const sl_coll_desc *d, const void *in, voi
 {
     if (d->peer < 0 || d->peer >= c->n || d->peer == c->me) {
         return sl_error(SL_ERR_INVALID_ARG, "%s peer %d is not another rank of a %d-rank group",
-                        kind_names[d->kind], d->peer, c->n);
+                        sl_coll_name(d->kind), d->peer, c->n);
     }
     size_t bytes = d->count * sl_dtype_size(d->dtype);
     int send = d->kind == SL_COLL_SEND;
