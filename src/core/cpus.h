@@ -8,11 +8,12 @@
 
 /* The CPUs this process may run on (all online ones if the mask cannot be read). */
 void sl_cpus_allowed(cpu_set_t *out);
-/* The CPUs' worth of time the cgroup v2 quota allows (cpu.max: quota / period, rounded up; the
- * least along the cgroup's path to the root), or 0 without a quota. `root`: where cgroup2 is
- * mounted, `self`: the process's cgroup file (/sys/fs/cgroup and /proc/self/cgroup; tests give
- * others). */
-int sl_cpus_quota(const char *root, const char *self);
+/* The CPUs' worth of time the cgroup quota allows (quota / period, rounded up: v2's cpu.max, v1's
+ * cpu.cfs_quota_us and cpu.cfs_period_us; the least along the process's cgroup path up to the
+ * hierarchy's mount, and of the two hierarchies), or 0 without a quota. `mountinfo` and `self`:
+ * the mount table and the process's cgroup file (/proc/self/mountinfo and /proc/self/cgroup;
+ * tests give others). */
+int sl_cpus_quota(const char *mountinfo, const char *self);
 /* How many threads can run at once on `cpus`: their count, capped by this process's cgroup
  * quota (sl_cpus_quota) when there is one; at least 1. */
 int sl_cpus_usable(const cpu_set_t *cpus);

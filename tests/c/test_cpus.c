@@ -1,6 +1,6 @@
-/* CPUs the process can use: the cgroup v2 quota read from a fake cgroup tree (the least along
- * the path, rounded up; "max", missing or malformed files and v1-only processes give none), and
- * sl_cpus_usable following the affinity mask. */
+/* CPUs the process can use: the cgroup quota read from a fake mount table and cgroup trees (v2
+ * and v1; the least along the path, rounded up; "max", -1, missing or malformed files give
+ * none), and sl_cpus_usable following the affinity mask. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,13 +34,22 @@ static void folder(const char *rel)
     assert_int_equal(mkdir(path, 0700), 0);
 }
 
+/* A mount table with the v2 hierarchy at <tmp>/cg and v1's cpu controller at <tmp>/v1
+ * (mounted from /docker/x of its hierarchy, as in a container), then the quota for a process in
+ * the cgroups self_text names. */
 static int quota(const char *self_text)
 {
+    char table[1024], mountinfo[256], self[256];
+    snprintf(table, sizeof table,
+             "25 1 0:23 / %s/cg rw,relatime - cgroup2 cgroup2 rw\n"
+             "26 1 0:24 / %s/acct rw,relatime - cgroup cgroup rw,cpuacct\n"
+             "27 1 0:25 /docker/x %s/v1 rw,relatime - cgroup cgroup rw,cpu,cpuacct\n",
+             tmp_root, tmp_root, tmp_root);
+    put("mountinfo", table);
     put("self", self_text);
-    char root[256], self[256];
-    snprintf(root, sizeof root, "%s/cg", tmp_root);
+    snprintf(mountinfo, sizeof mountinfo, "%s/mountinfo", tmp_root);
     snprintf(self, sizeof self, "%s/self", tmp_root);
-    return sl_cpus_quota(root, self);
+    return sl_cpus_quota(mountinfo, self);
 }
 
 static void test_quota_along_the_path(void **state)
@@ -63,20 +72,50 @@ static void test_quota_along_the_path(void **state)
     assert_int_equal(quota("0::/a\n"), 2);
 }
 
+/* cgroup v1 (a hybrid or v1-only host): the cpu controller's cfs quota, read below the mount's
+ * root; the least of the two hierarchies when both have one. */
+static void test_v1_quota(void **state)
+{
+    (void)state;
+    folder("v1");
+    folder("v1/c");
+    folder("acct");
+    folder("acct/c");
+    put("v1/cpu.cfs_quota_us", "-1\n");
+    put("v1/cpu.cfs_period_us", "100000\n");
+    put("v1/c/cpu.cfs_quota_us", "-1\n");
+    put("v1/c/cpu.cfs_period_us", "100000\n");
+    put("acct/c/cpu.cfs_quota_us", "100000\n"); /* not the cpu controller: ignored */
+    put("acct/c/cpu.cfs_period_us", "100000\n");
+    const char *self = "12:cpuacct:/docker/x/c\n4:cpu,cpuacct:/docker/x/c\n0::/\n";
+    assert_int_equal(quota(self), 0); /* -1: none */
+    put("v1/cpu.cfs_quota_us", "250000\n"); /* the container's own: 2.5 CPUs, 3 */
+    assert_int_equal(quota(self), 3);
+    put("v1/c/cpu.cfs_quota_us", "150000\n");
+    assert_int_equal(quota(self), 2);
+    assert_int_equal(quota("4:cpu,cpuacct:/docker/x\n"), 3);
+    assert_int_equal(quota("4:cpu,cpuacct:/docker/y/c\n"), 0); /* not below the mount's root */
+    assert_int_equal(quota("4:cpu,cpuacct:/docker/xc\n"), 0);
+    folder("cg/c");
+    put("cg/c/cpu.max", "100000 100000\n"); /* v2 says 1, v1 says 2: 1 */
+    assert_int_equal(quota("4:cpu,cpuacct:/docker/x/c\n0::/c\n"), 1);
+    put("cg/c/cpu.max", "400000 100000\n"); /* v2 says 4: 2 */
+    assert_int_equal(quota("4:cpu,cpuacct:/docker/x/c\n0::/c\n"), 2);
+}
+
 static void test_no_quota(void **state)
 {
     (void)state;
-    folder("cg2");
-    put("cg2/cpu.max", "garbage\n");
-    char root[256], self[256];
-    snprintf(root, sizeof root, "%s/cg2", tmp_root);
-    snprintf(self, sizeof self, "%s/self2", tmp_root);
-    put("self2", "0::/\n");
-    assert_int_equal(sl_cpus_quota(root, self), 0);          /* malformed */
-    assert_int_equal(quota("12:cpu,cpuacct:/a/b\n"), 0);     /* cgroup v1 only */
-    assert_int_equal(quota("0::/../escape\n"), 0);           /* not a path below the root */
-    assert_int_equal(quota("0::/nowhere\n"), 0);             /* no such folder */
-    assert_int_equal(sl_cpus_quota(root, "/nonexistent/cgroup"), 0);
+    folder("cg/g");
+    put("cg/g/cpu.max", "garbage\n");
+    assert_int_equal(quota("0::/g\n"), 0);                 /* malformed */
+    assert_int_equal(quota("12:cpuset:/a/b\n"), 0);        /* no cpu controller line */
+    assert_int_equal(quota("0::/../escape\n"), 0);         /* not a path below the root */
+    assert_int_equal(quota("0::/nowhere\n"), 0);           /* no such folder */
+    char mountinfo[256];
+    snprintf(mountinfo, sizeof mountinfo, "%s/mountinfo", tmp_root);
+    assert_int_equal(sl_cpus_quota(mountinfo, "/nonexistent/cgroup"), 0);
+    assert_int_equal(sl_cpus_quota("/nonexistent/mountinfo", "/proc/self/cgroup"), 0);
 }
 
 static void test_usable_follows_affinity(void **state)
@@ -111,6 +150,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quota_along_the_path),
+        cmocka_unit_test(test_v1_quota),
         cmocka_unit_test(test_no_quota),
         cmocka_unit_test(test_usable_follows_affinity),
     };
