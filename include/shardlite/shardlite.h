@@ -144,11 +144,17 @@ SL_API sl_status sl_distributed_configure(int rank, int size, const char *job,
                                           const char *backend);
 /* A function that a rank waiting for other ranks (at the rendezvous or in a collective) calls
  * every ~10 ms, holding the library's locks (it must not call the library): when it returns
- * nonzero the wait ends with SL_ERR_INTERRUPTED, and the other ranks of the group fail too
- * (those that have met at the rendezvous). NULL: none. The Python module sets one that reports
- * Ctrl-C (SIGINT). Not for the MPI backend, whose waits are MPI's own. */
+ * nonzero the wait ends with SL_ERR_INTERRUPTED, and with the shared-memory backend the other
+ * ranks of the group fail too (those that have met at the rendezvous; with MPI, mpirun ends
+ * the job when the rank exits). NULL: none. The Python module sets one that reports Ctrl-C
+ * (SIGINT). */
 typedef int (*sl_interrupt_check)(void);
 SL_API void sl_set_interrupt_check(sl_interrupt_check check);
+/* Says that the process is about to exit after a failure (the Python module calls it for an
+ * uncaught exception): the MPI backend then makes no further MPI call and skips MPI_Finalize at
+ * exit, which would wait for the other ranks, so that mpirun ends the job at once rather than
+ * when their waits pass the deadline. */
+SL_API void sl_distributed_exit_after_failure(void);
 
 /* ---- tensor-parallel splitting ----
  * Cuts the full model at `path` into n rank models (Megatron layout: linear layers column- then

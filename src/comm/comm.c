@@ -152,11 +152,13 @@ sl_status sl_comm_world(sl_rank_info *w)
 
 /* The MPI backend lives in a plugin beside the library, loaded on first use, so that
  * shardlite runs on one host without libmpi installed. */
+/* The MPI plugin's backend, once loaded. */
+static _Atomic(const sl_comm_backend *) mpi;
+
 static sl_status load_mpi(const sl_comm_backend **out)
 {
-    static const sl_comm_backend *mpi;
-    if (mpi) {
-        *out = mpi;
+    if (atomic_load(&mpi)) {
+        *out = atomic_load(&mpi);
         return SL_OK;
     }
     Dl_info info;
@@ -180,9 +182,17 @@ static sl_status load_mpi(const sl_comm_backend **out)
     if (!get) {
         return sl_error(SL_ERR_UNSUPPORTED, "%s has no sl_comm_mpi_backend", path);
     }
-    mpi = get();
-    *out = mpi;
+    atomic_store(&mpi, get());
+    *out = atomic_load(&mpi);
     return SL_OK;
+}
+
+void sl_distributed_exit_after_failure(void)
+{
+    const sl_comm_backend *b = atomic_load(&mpi);
+    if (b && b->exit_after_failure) {
+        b->exit_after_failure();
+    }
 }
 
 sl_status sl_comm_get(const int *ranks, int n, sl_comm **out)
@@ -313,6 +323,11 @@ void sl_comm_unclaim(sl_comm *c, const void *user)
 
 sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *out)
 {
+    int p2p = d->kind == SL_COLL_SEND || d->kind == SL_COLL_RECV;
+    if (p2p && (d->peer < 0 || d->peer >= c->n || d->peer == c->me)) {
+        return sl_error(SL_ERR_INVALID_ARG, "%s peer %d is not another rank of a %d-rank group",
+                        sl_coll_name(d->kind), d->peer, c->n);
+    }
     pthread_mutex_lock(&c->run_mu);
     sl_status st = c->backend->run(c->state, d, in, out);
     pthread_mutex_unlock(&c->run_mu);

@@ -907,10 +907,6 @@ static sl_status run_chunked(shm_comm *c, const sl_coll_desc *d, const void *in,
 
 static sl_status run_p2p(shm_comm *c, const sl_coll_desc *d, const void *in, void *out)
 {
-    if (d->peer < 0 || d->peer >= c->n || d->peer == c->me) {
-        return sl_error(SL_ERR_INVALID_ARG, "%s peer %d is not another rank of a %d-rank group",
-                        sl_coll_name(d->kind), d->peer, c->n);
-    }
     size_t bytes = d->count * sl_dtype_size(d->dtype);
     int send = d->kind == SL_COLL_SEND;
     p2p_ctl *pc = &c->p2p[send ? c->me * c->n + d->peer : d->peer * c->n + c->me];

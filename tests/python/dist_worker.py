@@ -1,6 +1,7 @@
 """One rank of the distributed-failure tests (run under `shardlite launch`):
 
-    dist_worker.py MODEL_STEM [--raise-on R] [--die-after-first R] [--loop SECONDS]
+    dist_worker.py MODEL_STEM [--raise-on R] [--die-after-first R] [--raise-after-first R]
+                   [--loop SECONDS]
                    [--stall R SECONDS] [--quiet-sigint] [--second model|thread|runner]
                    [--other-model R] [--extra-build R] [--late R SECONDS]
                    [--rebuild-late R SECONDS]
@@ -9,7 +10,7 @@ Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built ran
 "predicting rank R", predicts on ones (repeatedly for --loop seconds) and prints "done rank R
 <first values>". Rank --raise-on
 raises before loading (before its first collective); rank --die-after-first kills itself with
-SIGKILL after its first predict; rank --stall sleeps SECONDS before its first predict;
+SIGKILL after its first predict, rank --raise-after-first raises after it; rank --stall sleeps SECONDS before its first predict;
 --quiet-sigint installs a SIGINT handler that writes the model's input (so takes its lock),
 prints "SIGINT handled" and raises nothing; with --second, rank 0 runs its first predict (which
 waits for a stalled rank 1) on a thread and, 0.5 s into it, predicts from the main thread with a
@@ -35,6 +36,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("stem")
 parser.add_argument("--raise-on", type=int, default=-1)
 parser.add_argument("--die-after-first", type=int, default=-1)
+parser.add_argument("--raise-after-first", type=int, default=-1)
 parser.add_argument("--loop", type=float, default=0.0)
 parser.add_argument("--stall", type=float, nargs=2, default=(-1, 0))
 parser.add_argument("--quiet-sigint", action="store_true")
@@ -121,6 +123,8 @@ while True:
     out = model.predict(inputs)[0].get_data_to_numpy()
     if rank == args.die_after_first:
         os.kill(os.getpid(), signal.SIGKILL)
+    if rank == args.raise_after_first:
+        raise RuntimeError(f"rank {rank} fails after its first predict")
     if time.monotonic() >= end:
         break
 print(f"done rank {rank}", *out.ravel()[:4], flush=True)

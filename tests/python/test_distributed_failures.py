@@ -250,16 +250,17 @@ def test_ctrl_c_in_a_collective(models, handler):
 MPI_DEADLINE_S = 2
 
 
-def start_mpi_job(stem, *worker_args, deadline_s=MPI_DEADLINE_S):
-    """The worker on 2 ranks under mpirun with the MPI backend and the deadline (Popen)."""
+def start_mpi_job(stem, *worker_args, deadline_s=MPI_DEADLINE_S, n=2, script=WORKER):
+    """script (the worker) on n ranks under mpirun with the MPI backend and the deadline
+    (Popen)."""
     mpirun = shutil.which("mpirun")
     if not mpirun:
         if IN_CI:
             pytest.fail("mpirun is missing (CI=true)")
         pytest.skip("mpirun is missing")
     env = launch_env(SHARDLITE_COMM_BACKEND="mpi", SHARDLITE_COMM_TIMEOUT=deadline_s)
-    cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable,
-           str(WORKER), stem, *map(str, worker_args)]
+    cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", str(n), sys.executable,
+           str(script), stem, *map(str, worker_args)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -287,10 +288,23 @@ def test_mpi_waits_have_a_deadline(models, where):
     out, ended = finish(start_mpi_job(models, late, 1, 30), 25)
     wall = time.monotonic() - t0
     assert ended and wall < 20, f"took {wall:.1f} s\n{out}"
-    what = {"init": r"MPI_Init", "rendezvous": r"MPI rendezvous of 2 ranks",
+    what = {"init": r"MPI_Init", "rendezvous": r"MPI rendezvous of ranks 0,1",
             "collective": r"MPI AllReduce\(sum, float32, 6\) of model #1, collective #1"}[where]
     assert re.search(rf"rank 0 waited {MPI_DEADLINE_S} s for the other ranks \({what}\): "
                      r"deadline passed \(SHARDLITE_COMM_TIMEOUT\)", out), out
+    assert "done rank" not in out, out
+
+
+def test_mpi_rank_raising_ends_the_job(models):
+    """Rank 1 raises after its first predict while rank 0 goes on predicting, so waits for it
+    (with a 60 s deadline): rank 1's uncaught exception skips MPI_Finalize (which would wait for
+    rank 0), so mpirun ends the job within seconds."""
+    t0 = time.monotonic()
+    out, ended = finish(start_mpi_job(models, "--raise-after-first", 1, "--loop", 30,
+                                      deadline_s=60), 40)
+    wall = time.monotonic() - t0
+    assert ended and wall < 15, f"took {wall:.1f} s\n{out}"
+    assert "rank 1 fails after its first predict" in out, out
     assert "done rank" not in out, out
 
 
@@ -317,3 +331,41 @@ def test_ctrl_c_in_an_mpi_collective(models):
     assert ended, out
     assert secs < 3 and "KeyboardInterrupt" in out, out
     assert "done rank" not in out, out
+
+
+GROUP_ORDER = """
+import sys
+import shardlite as mslite
+rank = mslite.distributed()["rank"]
+context = mslite.Context()
+context.cpu.thread_num = 1
+models = []
+for name in {0: ["sub", "world"], 1: ["world", "sub"], 2: ["world"]}[rank]:
+    models.append(mslite.Model())
+    models[-1].build_from_file(f"{sys.argv[1]}/{name}{rank}.mindir", mslite.ModelType.MINDIR,
+                               context)
+"""
+
+
+def test_mpi_groups_built_in_different_orders(mslite, tmp_path):
+    """Three ranks: rank 0 builds a model of group {0, 1}, then one of the world; rank 1 the
+    other way round. Their rendezvous messages name their groups, so both fail at once naming
+    both groups (instead of pairing the wrong groups and hanging in MPI_Comm_create_group)."""
+    from shardlite.builder import GraphBuilder
+
+    groups = {"sub": ((0, 1), {"group": "2-01", "group_ranks": [0, 1]}),
+              "world": ((0, 1, 2), {"group": "hccl_world_group"})}
+    for name, (ranks, attrs) in groups.items():
+        for r in ranks:
+            b = GraphBuilder("g")
+            x = b.input("x", [2, 4], np.float32)
+            b.output(b.op("AllReduce", [x], dict(attrs, op="sum")))
+            b.save(str(tmp_path / f"{name}{r}.mindir"))
+    script = tmp_path / "group_order.py"
+    script.write_text(GROUP_ORDER)
+    t0 = time.monotonic()
+    out, ended = finish(start_mpi_job(str(tmp_path), n=3, script=script, deadline_s=20), 30)
+    assert ended and time.monotonic() - t0 < 15, out
+    for mine, theirs, other in (("0,1", "0,1,2", 1), ("0,1,2", "0,1", 0)):
+        assert (f"opens the group of ranks {mine} but rank {other} opens ranks {theirs} there"
+                in out), out

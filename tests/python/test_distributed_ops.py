@@ -303,6 +303,23 @@ class Job:
             if r == 0:
                 want.append(xs[n - 1])
             self._write("sendrecv", r, b, [xs[r]], want)
+        # rank 0 sends to rank 1 alone, then every rank runs an AllReduce: point-to-point
+        # messages are not collectives, so they must not shift the ranks' collective counts
+        xs = {r: _values(self.rng, [3, 4], F32) for r in range(n)}
+        s = rank_order([xs[0], xs[0]] + [xs[r] for r in range(2, n)], "sum")
+        for r in range(n):
+            b = self.GraphBuilder("g")
+            x = b.input("x", [3, 4], F32)
+            if r == 0:
+                x = b.op("Send", [x], {"sr_tag": 7, "dest_rank": 1, "group": self.world})
+            elif r == 1:
+                x = b.op("Receive", [], {"sr_tag": 7, "src_rank": 0, "shape": [3, 4],
+                                         "dtype": 43, "group": self.world})
+            b.output(b.op("AllReduce", [x], {"op": "sum", "group": self.world, "fusion": 0}))
+            self._write("sendrecv_pair", r, b, [xs[r]], [s])
+        if n > 2:
+            self.ordered.add("sendrecv_pair")
+        self.shared.add("sendrecv_pair")
 
     def add_subgroups(self):
         """Two sub-groups of a 4-rank world, {0, 2} and {1, 3}: group_ranks as MindSpore's
@@ -380,7 +397,7 @@ CASES = ["allreduce_sum", "allreduce_max", "allreduce_min", "allreduce_prod",
          "allreduce_sum_large", "allreduce_max_large", "allreduce_prod_large",
          "allreduce_sum_f16", "allreduce_min_f16", "allreduce_sum_i32", "allreduce_min_i32",
          "allgather", "reducescatter_sum", "reducescatter_max", "alltoall_10", "alltoall_02",
-         "chained", "broadcast", "sendrecv"]
+         "chained", "broadcast", "sendrecv", "sendrecv_pair"]
 
 
 @pytest.mark.parametrize("n", [2, 4])

@@ -5,15 +5,20 @@
  *
  * Every wait for other ranks has the communicator deadline and ends on an interrupt (both
  * checked every 10 ms): MPI_Init, which waits for every rank of the job, runs on a thread of
- * its own; a group's rendezvous, the fingerprint exchange before each collective and
- * Send/Receive are nonblocking point-to-point calls polled with MPI_Testall. The collective
- * itself is MPI's blocking call, started only once every member has sent its fingerprint, so
- * it waits for no late rank (Open MPI's nonblocking collectives measured 2-6x slower than its
- * blocking ones). MPI cannot take back a started call, so a wait that gives up leaves it
- * pending: the backend then makes no further MPI call in the process (a call would progress
- * the abandoned one, which could still write into memory its caller has since freed), and the
- * process leaves without MPI_Finalize (which would wait for the absent ranks), so that mpirun
- * ends the job. */
+ * its own (which also calls MPI_Finalize at exit: the thread that initialised MPI must); the
+ * backend's private copy of the world communicator is made with MPI_Comm_idup; a group's
+ * rendezvous, the fingerprint exchange before each collective and Send/Receive are nonblocking
+ * point-to-point calls; all are polled with MPI_Test*. The collective itself is MPI's blocking
+ * call, started only once every member has sent its fingerprint, so it waits for no late rank
+ * (Open MPI's nonblocking collectives measured 2-6x slower than its blocking ones). MPI cannot
+ * take back a started call, so a wait that gives up leaves it pending: the backend then makes
+ * no further MPI call in the process (a call would progress the abandoned one, which could
+ * still write into memory its caller has since freed; a blocking collective already under way
+ * on another thread is the exception), and the process leaves without MPI_Finalize (which
+ * would wait for the absent ranks), so that mpirun ends the job; so does a process exiting
+ * after a failure (sl_distributed_exit_after_failure: an uncaught Python exception). MPI must
+ * provide MPI_THREAD_MULTIPLE: the models of a process may run their groups' collectives on
+ * several threads at once. */
 #include <mpi.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,7 +41,7 @@ typedef struct mpi_state {
     MPI_Comm check_comm; /* a duplicate of comm for fingerprints: apart from Send/Receive tags */
     int n, me;
     int ranks[SL_COMM_MAX_RANKS];
-    uint64_t seq;
+    uint64_t seq; /* collectives run (Send/Receive are not: only two members take part) */
     double timeout;
     int check; /* compare fingerprints (SHARDLITE_COMM_CHECK=0 turns it off) */
     /* the fingerprint exchange's buffers: here, not on the stack, since an abandoned exchange
@@ -44,32 +49,24 @@ typedef struct mpi_state {
     fingerprint mine, all[SL_COMM_MAX_RANKS];
 } mpi_state;
 
-/* Around every MPI call when MPI provides less than MPI_THREAD_MULTIPLE (then concurrent
- * collectives of two groups, run by two threads, take turns). */
-static pthread_mutex_t call_mu = PTHREAD_MUTEX_INITIALIZER;
-static int serial;
-/* Guards init_started and the message of the wait that gave up (set once, before gave_up). */
+/* A group's rendezvous message: its member count and world ranks. */
+typedef struct group_list {
+    int n;
+    int ranks[SL_COMM_MAX_RANKS];
+} group_list;
+
+/* Guards the fields below that are not atomic. */
 static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;
-static int init_started;
-static char abandoned[256];
-static _Atomic int gave_up;
-/* MPI_Init's thread: init_done once it returned init_rc */
+static pthread_cond_t finalize_cv = PTHREAD_COND_INITIALIZER;
+static int init_started, finalize_now;
+static pthread_t init_thread;
+static MPI_Comm world = MPI_COMM_NULL; /* the backend's copy of MPI_COMM_WORLD */
+/* set by the init thread: init_done once it returned init_rc with thread level init_level */
 static _Atomic int init_done;
-static int init_rc;
-
-static void call_begin(void)
-{
-    if (serial) {
-        pthread_mutex_lock(&call_mu);
-    }
-}
-
-static void call_end(void)
-{
-    if (serial) {
-        pthread_mutex_unlock(&call_mu);
-    }
-}
+static int init_rc, init_level;
+/* the message of the first wait that gave up, set once, before gave_up */
+static char abandoned[1024];
+static _Atomic int gave_up;
 
 static sl_status mpi_fail(int rc, const char *what)
 {
@@ -88,6 +85,28 @@ static sl_status usable(void)
     return sl_error(SL_ERR_STATE,
                     "MPI cannot be used again in this process after an earlier wait failed (%s)",
                     abandoned);
+}
+
+/* Marks the process's MPI abandoned (the first reason stays) and fails with msg. */
+static sl_status give_up(sl_status code, const char *msg)
+{
+    pthread_mutex_lock(&state_mu);
+    if (!atomic_load(&gave_up)) {
+        snprintf(abandoned, sizeof abandoned, "%s", msg);
+        atomic_store(&gave_up, 1);
+    }
+    pthread_mutex_unlock(&state_mu);
+    return sl_error(code, "%s", msg);
+}
+
+/* An MPI call that fails after others were started: they stay pending, so MPI is abandoned. */
+static sl_status give_up_on(int rc, const char *what)
+{
+    char msg[MPI_MAX_ERROR_STRING], text[sizeof abandoned];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    snprintf(text, sizeof text, "%s failed: %.*s", what, len, msg);
+    return give_up(SL_ERR_STATE, text);
 }
 
 static double now_s(void)
@@ -109,12 +128,11 @@ typedef struct requests {
 static int poll_requests(void *arg, int *rc)
 {
     requests *r = arg;
-    int done = -1;
-    call_begin();
-    if (!atomic_load(&gave_up)) {
-        *rc = MPI_Testall(r->n, r->reqs, &done, MPI_STATUSES_IGNORE);
+    int done = 0;
+    if (atomic_load(&gave_up)) {
+        return -1;
     }
-    call_end();
+    *rc = MPI_Testall(r->n, r->reqs, &done, MPI_STATUSES_IGNORE);
     return done;
 }
 
@@ -129,7 +147,7 @@ static sl_status wait_for(poll_fn poll, void *arg, int rank, double timeout, con
             return usable();
         }
         if (rc != MPI_SUCCESS) {
-            return mpi_fail(rc, what);
+            return give_up_on(rc, what);
         }
         if (done) {
             return SL_OK;
@@ -152,17 +170,11 @@ static sl_status wait_for(poll_fn poll, void *arg, int rank, double timeout, con
                      "rank %d was interrupted while waiting for the other ranks (%s)", rank, what);
         } else {
             snprintf(msg, sizeof msg,
-                     "rank %d waited %.0f s for the other ranks (%s): deadline passed "
+                     "rank %d waited %g s for the other ranks (%s): deadline passed "
                      "(SHARDLITE_COMM_TIMEOUT)",
                      rank, timeout, what);
         }
-        pthread_mutex_lock(&state_mu);
-        if (!atomic_load(&gave_up)) {
-            memcpy(abandoned, msg, sizeof msg);
-            atomic_store(&gave_up, 1);
-        }
-        pthread_mutex_unlock(&state_mu);
-        return sl_error(interrupted ? SL_ERR_INTERRUPTED : SL_ERR_STATE, "%s", msg);
+        return give_up(interrupted ? SL_ERR_INTERRUPTED : SL_ERR_STATE, msg);
     }
 }
 
@@ -173,14 +185,37 @@ static sl_status wait_requests(int n, MPI_Request *reqs, int rank, double timeou
     return wait_for(poll_requests, &r, rank, timeout, what);
 }
 
+/* MPI_Init, then, at the process's exit (finalize_at_exit), MPI_Finalize. */
 static void *init_main(void *arg)
 {
     (void)arg;
     int provided = MPI_THREAD_SINGLE;
     init_rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided);
-    serial = provided < MPI_THREAD_MULTIPLE;
+    init_level = provided;
     atomic_store(&init_done, 1);
+    if (init_rc != MPI_SUCCESS) {
+        return NULL;
+    }
+    pthread_mutex_lock(&state_mu);
+    while (!finalize_now) {
+        pthread_cond_wait(&finalize_cv, &state_mu);
+    }
+    pthread_mutex_unlock(&state_mu);
+    MPI_Finalize();
     return NULL;
+}
+
+/* At exit: the init thread finalizes MPI, unless a wait gave up (MPI_Init's included). */
+static void finalize_at_exit(void)
+{
+    if (!atomic_load(&init_done) || init_rc != MPI_SUCCESS || atomic_load(&gave_up)) {
+        return;
+    }
+    pthread_mutex_lock(&state_mu);
+    finalize_now = 1;
+    pthread_cond_signal(&finalize_cv);
+    pthread_mutex_unlock(&state_mu);
+    pthread_join(init_thread, NULL);
 }
 
 static int poll_init(void *arg, int *rc)
@@ -195,38 +230,36 @@ static int poll_init(void *arg, int *rc)
     return 0;
 }
 
-/* At exit, unless a wait gave up (MPI_Init's included). */
-static void finalize_at_exit(void)
+static const char *level_name(int level)
 {
-    int finalized = 0;
-    if (atomic_load(&init_done) && !atomic_load(&gave_up) &&
-        MPI_Finalized(&finalized) == MPI_SUCCESS && !finalized) {
-        MPI_Finalize();
+    switch (level) {
+    case MPI_THREAD_SINGLE: return "MPI_THREAD_SINGLE";
+    case MPI_THREAD_FUNNELED: return "MPI_THREAD_FUNNELED";
+    case MPI_THREAD_SERIALIZED: return "MPI_THREAD_SERIALIZED";
+    default: return "MPI_THREAD_MULTIPLE";
     }
 }
 
-/* Initialises MPI on first use (unless the program did), within the deadline, and checks that it
- * agrees with the job. */
+/* Initialises MPI on first use (unless the program did) and makes the backend's copy of the
+ * world communicator, within the deadline; checks that MPI agrees with the job. */
 static sl_status init_mpi(const sl_rank_info *w, double timeout)
 {
     SL_TRY(usable());
     sl_status st = SL_OK;
+    int first = 0;
     pthread_mutex_lock(&state_mu);
     if (!init_started) {
-        int inited = 0, provided = MPI_THREAD_SINGLE;
+        int inited = 0;
         MPI_Initialized(&inited);
-        pthread_t thread;
-        if (inited) {
-            MPI_Query_thread(&provided);
-            serial = provided < MPI_THREAD_MULTIPLE;
+        if (inited) { /* by the program (mpi4py, say): it finalizes too */
+            MPI_Query_thread(&init_level);
             atomic_store(&init_done, 1);
-        } else if (pthread_create(&thread, NULL, init_main, NULL) != 0) {
+        } else if (pthread_create(&init_thread, NULL, init_main, NULL) != 0) {
             st = sl_error(SL_ERR_STATE, "MPI_Init: could not start its thread");
         } else {
-            pthread_detach(thread);
             atexit(finalize_at_exit);
         }
-        init_started = st == SL_OK;
+        init_started = first = st == SL_OK;
     }
     pthread_mutex_unlock(&state_mu);
     SL_TRY(st);
@@ -234,12 +267,24 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
     if (init_rc != MPI_SUCCESS) {
         return mpi_fail(init_rc, "MPI_Init_thread");
     }
+    if (init_level < MPI_THREAD_MULTIPLE) {
+        return sl_error(SL_ERR_UNSUPPORTED,
+                        "the MPI backend needs MPI_THREAD_MULTIPLE, but MPI provides %s (with "
+                        "mpi4py, keep its default thread level, 'multiple')",
+                        level_name(init_level));
+    }
+    if (first) { /* the first open of the process: every rank's first open calls it */
+        MPI_Request req;
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+        int rc = MPI_Comm_idup(MPI_COMM_WORLD, &world, &req);
+        if (rc != MPI_SUCCESS) {
+            return give_up_on(rc, "MPI_Comm_idup");
+        }
+        SL_TRY(wait_requests(1, &req, w->rank, timeout, "MPI_Comm_idup of the world"));
+    }
     int wrank, wsize;
-    call_begin();
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
     MPI_Comm_size(MPI_COMM_WORLD, &wsize);
-    call_end();
     if (wrank != w->rank || wsize != w->size) {
         return sl_error(SL_ERR_STATE, "MPI says rank %d of %d, the job says rank %d of %d",
                         wrank, wsize, w->rank, w->size);
@@ -247,71 +292,92 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
     return SL_OK;
 }
 
-/* Before the (blocking) MPI_Comm_create_group: every member tells every other that it is
- * here, with zero-byte messages on the world communicator tagged by the group, and waits for
- * all of them within the deadline. */
+/* "0,1,3" into buf. */
+static const char *ranks_str(const int *ranks, int n, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && used < size; i++) {
+        used += (size_t)snprintf(buf + used, size - used, "%s%d", i ? "," : "", ranks[i]);
+    }
+    return buf;
+}
+
+/* Before the (blocking) MPI_Comm_create_group: every member sends every other the group's
+ * ranks on the backend's world communicator and waits for theirs within the deadline; a member
+ * opening another group there fails naming both. */
 static sl_status rendezvous(const int *ranks, int n, int me, double timeout)
 {
-    unsigned tag = 1;
-    for (int i = 0; i < n; i++) {
-        tag = tag * 31 + (unsigned)ranks[i];
+    /* on the heap: an abandoned rendezvous may still be written into (then never freed) */
+    group_list *lists = calloc((size_t)n, sizeof *lists);
+    if (!lists) {
+        return sl_error(SL_ERR_NOMEM, "MPI rendezvous: out of memory");
     }
-    tag = 1 + tag % 30000; /* MPI guarantees tags up to 32767 */
+    lists[me].n = n;
+    memcpy(lists[me].ranks, ranks, sizeof(int) * (size_t)n);
+    char mine[256], what[320];
+    snprintf(what, sizeof what, "MPI rendezvous of ranks %s",
+             ranks_str(ranks, n, mine, sizeof mine));
     MPI_Request reqs[2 * SL_COMM_MAX_RANKS];
     int k = 0, rc = MPI_SUCCESS;
-    call_begin();
     for (int m = 0; m < n && rc == MPI_SUCCESS; m++) {
         if (m != me) {
-            rc = MPI_Isend(NULL, 0, MPI_BYTE, ranks[m], (int)tag, MPI_COMM_WORLD, &reqs[k++]);
+            rc = MPI_Isend(&lists[me], sizeof lists[me], MPI_BYTE, ranks[m], 0, world,
+                           &reqs[k++]);
             if (rc == MPI_SUCCESS) {
-                rc = MPI_Irecv(NULL, 0, MPI_BYTE, ranks[m], (int)tag, MPI_COMM_WORLD, &reqs[k++]);
+                rc = MPI_Irecv(&lists[m], sizeof lists[m], MPI_BYTE, ranks[m], 0, world,
+                               &reqs[k++]);
             }
         }
     }
-    call_end();
     if (rc != MPI_SUCCESS) {
-        return mpi_fail(rc, "MPI rendezvous");
+        return give_up_on(rc, what);
     }
-    char what[64];
-    snprintf(what, sizeof what, "MPI rendezvous of %d ranks", n);
-    return wait_requests(k, reqs, ranks[me], timeout, what);
+    SL_TRY(wait_requests(k, reqs, ranks[me], timeout, what));
+    sl_status st = SL_OK;
+    for (int m = 0; m < n && st == SL_OK; m++) {
+        const group_list *o = &lists[m];
+        if (o->n != n || memcmp(o->ranks, ranks, sizeof(int) * (size_t)n) != 0) {
+            /* the ranks' messages are paired wrongly from here on: MPI is abandoned */
+            char theirs[256], msg[sizeof abandoned];
+            int on = o->n > 0 && o->n <= SL_COMM_MAX_RANKS ? o->n : 0;
+            snprintf(msg, sizeof msg,
+                     "rank %d opens the group of ranks %s but rank %d opens ranks %s there: the "
+                     "ranks build their models' groups in different orders",
+                     ranks[me], mine, ranks[m], ranks_str(o->ranks, on, theirs, sizeof theirs));
+            st = give_up(SL_ERR_STATE, msg);
+        }
+    }
+    free(lists);
+    return st;
 }
 
 static sl_status mpi_open(const sl_rank_info *w, const int *ranks, int n, int me, double timeout,
                           void **state)
 {
     *state = NULL;
+    SL_TRY(init_mpi(w, timeout));
+    SL_TRY(rendezvous(ranks, n, me, timeout));
     mpi_state *s = calloc(1, sizeof *s);
     if (!s) {
         return sl_error(SL_ERR_NOMEM, "communicator: out of memory");
     }
-    sl_status st = init_mpi(w, timeout);
-    if (st == SL_OK) {
-        st = rendezvous(ranks, n, me, timeout);
-    }
-    if (st == SL_OK) {
-        MPI_Group world_group, group;
-        call_begin();
-        MPI_Comm_group(MPI_COMM_WORLD, &world_group);
-        MPI_Group_incl(world_group, n, ranks, &group);
-        int rc = MPI_Comm_create_group(MPI_COMM_WORLD, group, 0, &s->comm);
-        MPI_Group_free(&group);
-        MPI_Group_free(&world_group);
-        if (rc == MPI_SUCCESS) {
-            MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
-            rc = MPI_Comm_dup(s->comm, &s->check_comm);
-            if (rc != MPI_SUCCESS) {
-                MPI_Comm_free(&s->comm);
-            }
-        }
-        call_end();
+    MPI_Group world_group, group;
+    MPI_Comm_group(world, &world_group);
+    MPI_Group_incl(world_group, n, ranks, &group);
+    int rc = MPI_Comm_create_group(world, group, 0, &s->comm);
+    MPI_Group_free(&group);
+    MPI_Group_free(&world_group);
+    if (rc == MPI_SUCCESS) {
+        MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
+        rc = MPI_Comm_dup(s->comm, &s->check_comm);
         if (rc != MPI_SUCCESS) {
-            st = mpi_fail(rc, "MPI_Comm_create_group");
+            MPI_Comm_free(&s->comm);
         }
     }
-    if (st != SL_OK) {
+    if (rc != MPI_SUCCESS) {
         free(s);
-        return st;
+        return mpi_fail(rc, "MPI_Comm_create_group");
     }
     s->n = n;
     s->me = me;
@@ -330,13 +396,11 @@ static void mpi_close(void *state)
     if (!s || atomic_load(&gave_up)) {
         return; /* an abandoned exchange may still write into s */
     }
-    call_begin();
     MPI_Finalized(&finalized);
     if (!finalized) {
         MPI_Comm_free(&s->check_comm);
         MPI_Comm_free(&s->comm);
     }
-    call_end();
     free(s);
 }
 
@@ -373,7 +437,6 @@ static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d, const c
                             .root = d->root, .model = d->model};
     MPI_Request reqs[2 * SL_COMM_MAX_RANKS];
     int k = 0, rc = MPI_SUCCESS;
-    call_begin();
     for (int m = 0; m < s->n && rc == MPI_SUCCESS; m++) {
         if (m != s->me) {
             rc = MPI_Isend(&s->mine, sizeof s->mine, MPI_BYTE, m, 0, s->check_comm, &reqs[k++]);
@@ -383,9 +446,8 @@ static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d, const c
             }
         }
     }
-    call_end();
     if (rc != MPI_SUCCESS) {
-        return mpi_fail(rc, what);
+        return give_up_on(rc, what);
     }
     SL_TRY(wait_requests(k, reqs, s->ranks[s->me], s->timeout, what));
     for (int m = 0; m < s->n; m++) {
@@ -438,29 +500,26 @@ static sl_status mpi_run(void *state, const sl_coll_desc *d, const void *in, voi
                         sl_dtype_name(d->dtype));
     }
     SL_TRY(usable());
-    char op[128], what[160];
-    s->seq++;
-    snprintf(what, sizeof what, "MPI %s, collective #%llu", sl_coll_str(d, op, sizeof op),
-             (unsigned long long)s->seq);
-    int rc;
+    char op[128], what[200];
+    sl_coll_str(d, op, sizeof op);
     if (d->kind == SL_COLL_SEND || d->kind == SL_COLL_RECV) {
+        snprintf(what, sizeof what, "MPI %s %s rank %d", op,
+                 d->kind == SL_COLL_SEND ? "to" : "from", s->ranks[d->peer]);
         MPI_Request req;
-        call_begin();
-        rc = d->kind == SL_COLL_SEND
-                 ? MPI_Isend(in, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req)
-                 : MPI_Irecv(out, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req);
-        call_end();
-        if (rc == MPI_SUCCESS) {
-            return wait_requests(1, &req, s->ranks[s->me], s->timeout, what);
+        int rc = d->kind == SL_COLL_SEND
+                     ? MPI_Isend(in, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req)
+                     : MPI_Irecv(out, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req);
+        if (rc != MPI_SUCCESS) {
+            return mpi_fail(rc, what);
         }
-    } else {
-        if (s->check) {
-            SL_TRY(check_fingerprints(s, d, what));
-        }
-        call_begin();
-        rc = blocking(s, d, in, out);
-        call_end();
+        return wait_requests(1, &req, s->ranks[s->me], s->timeout, what);
     }
+    s->seq++;
+    snprintf(what, sizeof what, "MPI %s, collective #%llu", op, (unsigned long long)s->seq);
+    if (s->check) {
+        SL_TRY(check_fingerprints(s, d, what));
+    }
+    int rc = blocking(s, d, in, out);
     return rc == MPI_SUCCESS ? SL_OK : mpi_fail(rc, what);
 }
 
@@ -470,12 +529,18 @@ static int mpi_failed(void *state)
     return atomic_load(&gave_up);
 }
 
+static void mpi_exit_after_failure(void)
+{
+    give_up(SL_ERR_STATE, "the process is exiting after a failure");
+}
+
 static const sl_comm_backend backend = {
     .name = "mpi",
     .open = mpi_open,
     .close = mpi_close,
     .run = mpi_run,
     .failed = mpi_failed,
+    .exit_after_failure = mpi_exit_after_failure,
 };
 
 __attribute__((visibility("default"))) const sl_comm_backend *sl_comm_mpi_backend(void)
