@@ -376,8 +376,9 @@ static sl_status create_segment(shm_comm *c)
             return sl_error(SL_ERR_IO, "cannot create shared memory %s: %s", c->name,
                             strerror(errno));
         }
-        struct statvfs vfs;
-        if (fstatvfs(fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < c->total) {
+        struct statvfs vfs; /* (a tmpfs without a size limit says 0 blocks) */
+        if (fstatvfs(fd, &vfs) == 0 && vfs.f_blocks > 0 &&
+            (uint64_t)vfs.f_bavail * vfs.f_frsize < c->total) {
             close(fd);
             shm_unlink(c->name);
             return sl_error(SL_ERR_NOMEM,

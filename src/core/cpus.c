@@ -30,7 +30,7 @@ static int cpus_of(long long quota, long long period)
 /* The first number in folder/name, or -1. */
 static long long read_number(const char *folder, const char *name)
 {
-    char path[4200];
+    char path[8300];
     if (snprintf(path, sizeof path, "%s/%s", folder, name) >= (int)sizeof path) {
         return -1;
     }
@@ -53,7 +53,7 @@ static int folder_quota(const char *folder, int v2)
         return cpus_of(read_number(folder, "cpu.cfs_quota_us"),
                        read_number(folder, "cpu.cfs_period_us"));
     }
-    char path[4200];
+    char path[8300];
     if (snprintf(path, sizeof path, "%s/cpu.max", folder) >= (int)sizeof path) {
         return 0;
     }
@@ -79,26 +79,61 @@ static int has_word(const char *list, const char *word)
     return 0;
 }
 
-/* From mountinfo, the mount of the v2 hierarchy (cgroup2) or of v1's cpu controller: its root
- * within the hierarchy and where it is mounted. */
-static int find_mount(const char *mountinfo, int v2, char *root, char *point)
+/* Decodes mountinfo's octal escapes ("\\040" for a space) in place. */
+static void unescape(char *s)
+{
+    char *out = s;
+    for (; *s; s++) {
+        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+            s[3] >= '0' && s[3] <= '7') {
+            *out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+            s += 3;
+        } else {
+            *out++ = *s;
+        }
+    }
+    *out = '\0';
+}
+
+/* The length of root as a prefix of path ("/" and "" match every path), or -1 when path is not
+ * at or below root. */
+static int below(const char *path, const char *root)
+{
+    size_t n = strcmp(root, "/") == 0 ? 0 : strlen(root);
+    return strncmp(path, root, n) == 0 && (path[n] == '/' || path[n] == '\0') ? (int)n : -1;
+}
+
+/* From mountinfo, the mount of the v2 hierarchy (cgroup2) or of v1's cpu controller that holds
+ * the cgroup at `path` (the one whose root is its longest prefix, when there are several): into
+ * `folder` the folder of that cgroup, and into *top the length of the mount point's part. */
+static int find_folder(const char *mountinfo, int v2, const char *path, char *folder, size_t n,
+                       size_t *top)
 {
     FILE *f = fopen(mountinfo, "r");
     if (!f) {
         return 0;
     }
-    char line[4096];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) {
-        char fstype[64], opts[1024];
+    char line[8192];
+    int best = -1;
+    while (fgets(line, sizeof line, f)) {
+        char root[4096], point[4096], fstype[64], opts[1024];
         const char *dash = strstr(line, " - ");
-        found = dash && sscanf(line, "%*s %*s %*s %1023s %1023s", root, point) == 2 &&
-                sscanf(dash + 3, "%63s %*s %1023s", fstype, opts) == 2 &&
-                (v2 ? strcmp(fstype, "cgroup2") == 0
-                    : strcmp(fstype, "cgroup") == 0 && has_word(opts, "cpu"));
+        if (!dash || sscanf(line, "%*s %*s %*s %4095s %4095s", root, point) != 2 ||
+            sscanf(dash + 3, "%63s %*s %1023s", fstype, opts) != 2 ||
+            !(v2 ? strcmp(fstype, "cgroup2") == 0
+                 : strcmp(fstype, "cgroup") == 0 && has_word(opts, "cpu"))) {
+            continue;
+        }
+        unescape(root);
+        unescape(point);
+        int skip = below(path, root);
+        if (skip > best && snprintf(folder, n, "%s%s", point, path + skip) < (int)n) {
+            best = skip;
+            *top = strlen(point);
+        }
     }
     fclose(f);
-    return found;
+    return best >= 0;
 }
 
 /* From self (/proc/self/cgroup), the process's cgroup in the v2 hierarchy ("0::/path") or in
@@ -128,31 +163,34 @@ static int find_cgroup(const char *self, int v2, char *path, size_t n)
     return found;
 }
 
+/* Whether path has a ".." component. */
+static int climbs(const char *path)
+{
+    for (const char *p = path; (p = strstr(p, "..")) != NULL; p += 2) {
+        if ((p == path || p[-1] == '/') && (p[2] == '/' || p[2] == '\0')) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The least quota along the process's cgroup path in one hierarchy, up to its mount's root. */
 static int hierarchy_quota(const char *mountinfo, const char *self, int v2)
 {
-    char root[1024], point[1024], path[4096];
-    if (!find_mount(mountinfo, v2, root, point) || !find_cgroup(self, v2, path, sizeof path)) {
+    char path[4096], folder[8192];
+    size_t top = 0;
+    if (!find_cgroup(self, v2, path, sizeof path) || path[0] != '/' || climbs(path) ||
+        !find_folder(mountinfo, v2, path, folder, sizeof folder, &top)) {
         return 0;
     }
-    /* the path below the mount's root (a container sees only its own part of the hierarchy) */
-    size_t skip = strcmp(root, "/") == 0 ? 0 : strlen(root);
-    if (strncmp(path, root, skip) != 0 || (path[skip] != '/' && path[skip] != '\0') ||
-        strstr(path, "/..")) {
-        return 0;
-    }
-    char *rel = path + skip;
     int least = 0;
     for (;;) { /* the folder, then each parent up to the mount's root */
-        char folder[6000];
-        int q = snprintf(folder, sizeof folder, "%s%s", point, rel) < (int)sizeof folder
-                    ? folder_quota(folder, v2)
-                    : 0;
+        int q = folder_quota(folder, v2);
         if (q > 0 && (least == 0 || q < least)) {
             least = q;
         }
-        char *slash = strrchr(rel, '/');
-        if (!slash) {
+        char *slash = strrchr(folder, '/');
+        if (!slash || (size_t)(slash - folder) < top) {
             break;
         }
         *slash = '\0';

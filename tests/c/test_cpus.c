@@ -34,17 +34,21 @@ static void folder(const char *rel)
     assert_int_equal(mkdir(path, 0700), 0);
 }
 
-/* A mount table with the v2 hierarchy at <tmp>/cg and v1's cpu controller at <tmp>/v1
- * (mounted from /docker/x of its hierarchy, as in a container), then the quota for a process in
- * the cgroups self_text names. */
+/* A mount table with the v2 hierarchy at <tmp>/cg (and a part of it, /other, at <tmp>/other)
+ * and v1's cpu controller whole at <tmp>/v1all (empty here) and from /docker/x of its hierarchy
+ * at "<tmp>/v 1" (escaped as mountinfo does; as in a container: the mount with the longest root
+ * holding the process's cgroup counts), then the quota for a process in the cgroups self_text
+ * names. */
 static int quota(const char *self_text)
 {
-    char table[1024], mountinfo[256], self[256];
+    char table[2048], mountinfo[256], self[256];
     snprintf(table, sizeof table,
-             "25 1 0:23 / %s/cg rw,relatime - cgroup2 cgroup2 rw\n"
+             "24 1 0:23 /other %s/other rw,relatime shared:5 - cgroup2 cgroup2 rw\n"
+             "25 1 0:23 / %s/cg rw,relatime shared:5 - cgroup2 cgroup2 rw\n"
              "26 1 0:24 / %s/acct rw,relatime - cgroup cgroup rw,cpuacct\n"
-             "27 1 0:25 /docker/x %s/v1 rw,relatime - cgroup cgroup rw,cpu,cpuacct\n",
-             tmp_root, tmp_root, tmp_root);
+             "27 1 0:25 / %s/v1all rw,relatime - cgroup cgroup rw,cpu,cpuacct\n"
+             "28 1 0:25 /docker/x %s/v\\0401 rw,relatime - cgroup cgroup rw,cpu,cpuacct\n",
+             tmp_root, tmp_root, tmp_root, tmp_root, tmp_root);
     put("mountinfo", table);
     put("self", self_text);
     snprintf(mountinfo, sizeof mountinfo, "%s/mountinfo", tmp_root);
@@ -55,6 +59,7 @@ static int quota(const char *self_text)
 static void test_quota_along_the_path(void **state)
 {
     (void)state;
+    put("cpu.max", "100000 100000\n"); /* above the mount point: never read */
     folder("cg");
     folder("cg/a");
     folder("cg/a/b");
@@ -77,24 +82,29 @@ static void test_quota_along_the_path(void **state)
 static void test_v1_quota(void **state)
 {
     (void)state;
-    folder("v1");
-    folder("v1/c");
+    folder("v1all");
+    folder("v 1");
+    folder("v 1/c");
     folder("acct");
     folder("acct/c");
-    put("v1/cpu.cfs_quota_us", "-1\n");
-    put("v1/cpu.cfs_period_us", "100000\n");
-    put("v1/c/cpu.cfs_quota_us", "-1\n");
-    put("v1/c/cpu.cfs_period_us", "100000\n");
+    put("v 1/cpu.cfs_quota_us", "-1\n");
+    put("v 1/cpu.cfs_period_us", "100000\n");
+    put("v 1/c/cpu.cfs_quota_us", "-1\n");
+    put("v 1/c/cpu.cfs_period_us", "100000\n");
     put("acct/c/cpu.cfs_quota_us", "100000\n"); /* not the cpu controller: ignored */
     put("acct/c/cpu.cfs_period_us", "100000\n");
-    const char *self = "12:cpuacct:/docker/x/c\n4:cpu,cpuacct:/docker/x/c\n0::/\n";
+    /* the cpuacct line comes first, with another path: the cpu controller's line counts */
+    const char *self = "12:cpuacct:/docker/x\n4:cpu,cpuacct:/docker/x/c\n0::/\n";
     assert_int_equal(quota(self), 0); /* -1: none */
-    put("v1/cpu.cfs_quota_us", "250000\n"); /* the container's own: 2.5 CPUs, 3 */
+    put("v 1/cpu.cfs_quota_us", "250000\n"); /* the container's own: 2.5 CPUs, 3 */
     assert_int_equal(quota(self), 3);
-    put("v1/c/cpu.cfs_quota_us", "150000\n");
+    put("v 1/c/cpu.cfs_quota_us", "150000\n");
     assert_int_equal(quota(self), 2);
     assert_int_equal(quota("4:cpu,cpuacct:/docker/x\n"), 3);
     assert_int_equal(quota("4:cpu,cpuacct:/docker/y/c\n"), 0); /* not below the mount's root */
+    folder("v 1c"); /* where /docker/xc would land if the root matched it as a prefix */
+    put("v 1c/cpu.cfs_quota_us", "100000\n");
+    put("v 1c/cpu.cfs_period_us", "100000\n");
     assert_int_equal(quota("4:cpu,cpuacct:/docker/xc\n"), 0);
     folder("cg/c");
     put("cg/c/cpu.max", "100000 100000\n"); /* v2 says 1, v1 says 2: 1 */
@@ -110,7 +120,12 @@ static void test_no_quota(void **state)
     put("cg/g/cpu.max", "garbage\n");
     assert_int_equal(quota("0::/g\n"), 0);                 /* malformed */
     assert_int_equal(quota("12:cpuset:/a/b\n"), 0);        /* no cpu controller line */
-    assert_int_equal(quota("0::/../escape\n"), 0);         /* not a path below the root */
+    folder("escape");
+    put("escape/cpu.max", "100000 100000\n");
+    assert_int_equal(quota("0::/../escape\n"), 0); /* not a path below the root */
+    folder("cg/..x");
+    put("cg/..x/cpu.max", "100000 100000\n");
+    assert_int_equal(quota("0::/..x\n"), 1); /* a name, not a climb */
     assert_int_equal(quota("0::/nowhere\n"), 0);           /* no such folder */
     char mountinfo[256];
     snprintf(mountinfo, sizeof mountinfo, "%s/mountinfo", tmp_root);
