@@ -150,11 +150,6 @@ SL_API sl_status sl_distributed_configure(int rank, int size, const char *job,
  * (SIGINT). */
 typedef int (*sl_interrupt_check)(void);
 SL_API void sl_set_interrupt_check(sl_interrupt_check check);
-/* Says that the process is about to exit after a failure (the Python module calls it for an
- * uncaught exception): the MPI backend then makes no further MPI call and skips MPI_Finalize at
- * exit, which would wait for the other ranks, so that mpirun ends the job at once rather than
- * when their waits pass the deadline. */
-SL_API void sl_distributed_exit_after_failure(void);
 
 /* ---- tensor-parallel splitting ----
  * Cuts the full model at `path` into n rank models (Megatron layout: linear layers column- then

@@ -15,8 +15,6 @@ Scripts written for ``mindspore_lite`` run with only the import changed::
 Where shardlite deliberately differs from the reference is listed in docs/python_api.md.
 """
 
-import sys
-
 from . import _shardlite
 from ._shardlite import build_info, distributed
 from .context import Context
@@ -27,18 +25,6 @@ from .split import SplitReport, split
 from .tensor import _NUMPY_OF, DataType, Format, Tensor
 
 __version__ = _shardlite.version()
-
-
-def _excepthook(kind, value, traceback, previous=sys.excepthook):
-    """An uncaught exception ends a script: under mpirun, MPI_Finalize would first wait for the
-    other ranks, which may be waiting for this one; without it, mpirun ends the job. (In an
-    interactive session the process goes on.)"""
-    if not (hasattr(sys, "ps1") or sys.flags.interactive):
-        _shardlite._exit_after_failure()
-    previous(kind, value, traceback)
-
-
-sys.excepthook = _excepthook
 
 __all__ = [
     "Context",

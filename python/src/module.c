@@ -223,19 +223,6 @@ static PyObject *configure_distributed(PyObject *module, PyObject *args, PyObjec
     return st == SL_OK ? Py_NewRef(Py_None) : sl_py_raise(st);
 }
 
-PyDoc_STRVAR(exit_after_failure_doc,
-"_exit_after_failure()\n\n"
-"The process is about to exit after an uncaught exception: MPI is not finalized, so that mpirun\n"
-"ends the job at once (shardlite's sys.excepthook calls it).");
-
-static PyObject *exit_after_failure(PyObject *module, PyObject *unused)
-{
-    (void)module;
-    (void)unused;
-    sl_distributed_exit_after_failure();
-    Py_RETURN_NONE;
-}
-
 PyDoc_STRVAR(split_doc,
 "_split(path, n, out_dir, rules, progress) -> dict\n\n"
 "Cuts a model into n tensor-parallel rank models (see shardlite.split). rules: a list of\n"
@@ -340,7 +327,6 @@ done:
 
 static PyMethodDef module_methods[] = {
     {"distributed", distributed, METH_NOARGS, distributed_doc},
-    {"_exit_after_failure", exit_after_failure, METH_NOARGS, exit_after_failure_doc},
     {"configure_distributed", (PyCFunction)(void (*)(void))configure_distributed,
      METH_VARARGS | METH_KEYWORDS, configure_distributed_doc},
     {"build_info", build_info, METH_NOARGS, build_info_doc},

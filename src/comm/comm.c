@@ -152,13 +152,11 @@ sl_status sl_comm_world(sl_rank_info *w)
 
 /* The MPI backend lives in a plugin beside the library, loaded on first use, so that
  * shardlite runs on one host without libmpi installed. */
-/* The MPI plugin's backend, once loaded. */
-static _Atomic(const sl_comm_backend *) mpi;
-
 static sl_status load_mpi(const sl_comm_backend **out)
 {
-    if (atomic_load(&mpi)) {
-        *out = atomic_load(&mpi);
+    static const sl_comm_backend *mpi;
+    if (mpi) {
+        *out = mpi;
         return SL_OK;
     }
     Dl_info info;
@@ -182,17 +180,9 @@ static sl_status load_mpi(const sl_comm_backend **out)
     if (!get) {
         return sl_error(SL_ERR_UNSUPPORTED, "%s has no sl_comm_mpi_backend", path);
     }
-    atomic_store(&mpi, get());
-    *out = atomic_load(&mpi);
+    mpi = get();
+    *out = mpi;
     return SL_OK;
-}
-
-void sl_distributed_exit_after_failure(void)
-{
-    const sl_comm_backend *b = atomic_load(&mpi);
-    if (b && b->exit_after_failure) {
-        b->exit_after_failure();
-    }
 }
 
 sl_status sl_comm_get(const int *ranks, int n, sl_comm **out)

@@ -63,8 +63,6 @@ typedef struct sl_comm_backend {
     /* optional: whether the group has failed (every later collective fails too), so that
      * sl_comm_get makes a new one rather than hand it out again */
     int (*failed)(void *state);
-    /* optional: the process is about to exit after a failure (sl_distributed_exit_after_failure) */
-    void (*exit_after_failure)(void);
 } sl_comm_backend;
 
 typedef struct sl_comm sl_comm;

@@ -1,26 +1,32 @@
-"""One rank of the distributed-failure tests (run under `shardlite launch`):
+"""One rank of the distributed-failure tests (run under `shardlite launch` or mpirun):
 
     dist_worker.py MODEL_STEM [--raise-on R] [--die-after-first R] [--raise-after-first R]
-                   [--loop SECONDS]
-                   [--stall R SECONDS] [--quiet-sigint] [--second model|thread|runner]
-                   [--other-model R] [--extra-build R] [--late R SECONDS]
-                   [--rebuild-late R SECONDS]
+                   [--loop SECONDS] [--stall R SECONDS] [--quiet-sigint]
+                   [--second model|thread|runner] [--other-model R] [--extra-build R]
+                   [--late R SECONDS] [--rebuild-late R SECONDS] [--linger R SECONDS]
 
 Prints "start rank R pid P job J", loads MODEL_STEM{R}.mindir, prints "built rank R", prints
 "predicting rank R", predicts on ones (repeatedly for --loop seconds) and prints "done rank R
-<first values>". Rank --raise-on
-raises before loading (before its first collective); rank --die-after-first kills itself with
-SIGKILL after its first predict, rank --raise-after-first raises after it; rank --stall sleeps SECONDS before its first predict;
---quiet-sigint installs a SIGINT handler that writes the model's input (so takes its lock),
-prints "SIGINT handled" and raises nothing; with --second, rank 0 runs its first predict (which
-waits for a stalled rank 1) on a thread and, 0.5 s into it, predicts from the main thread with a
-second model of its file (model) or the same model (thread; runner: every rank predicts
-through a ModelParallelRunner of its file), printing "second: <what that predict raised>"; with --other-model, every rank builds two models of its file and predicts
-with the first once, then rank R predicts with its second; rank --extra-build first builds a
-model of its file that it never predicts with (as a ModelParallelRunner's probe does); rank
---late sleeps SECONDS before building (joining its group); with --rebuild-late, every rank
-predicts once, drops its model (leaving its group) and builds it again, rank R after sleeping
-SECONDS."""
+<first values>".
+- rank --raise-on raises before loading (before its first collective);
+- rank --die-after-first kills itself with SIGKILL after its first predict, rank
+  --raise-after-first raises after it;
+- rank --stall sleeps SECONDS before its first predict;
+- --quiet-sigint installs a SIGINT handler that writes the model's input (so takes its lock),
+  prints "SIGINT handled" and raises nothing;
+- with --second, rank 0 runs its first predict (which waits for a stalled rank 1) on a thread
+  and, 0.5 s into it, predicts from the main thread with a second model of its file (model) or
+  the same model (thread; runner: every rank predicts through a ModelParallelRunner of its
+  file), printing "second: <what that predict raised>";
+- with --other-model, every rank builds two models of its file and predicts with the first
+  once, then rank R predicts with its second;
+- rank --extra-build first builds a model of its file that it never predicts with (as a
+  ModelParallelRunner's probe does);
+- rank --late sleeps SECONDS before building (joining its group);
+- with --rebuild-late, every rank predicts once, drops its model (leaving its group) and builds
+  it again, rank R after sleeping SECONDS;
+- rank --linger, when a predict fails, prints "failed: <error>" and goes on living for SECONDS
+  before it raises (as a process that catches the error and carries on)."""
 
 import argparse
 import os
@@ -45,6 +51,7 @@ parser.add_argument("--other-model", type=int, default=-1)
 parser.add_argument("--extra-build", type=int, default=-1)
 parser.add_argument("--late", type=float, nargs=2, default=(-1, 0))
 parser.add_argument("--rebuild-late", type=float, nargs=2, default=(-1, 0))
+parser.add_argument("--linger", type=float, nargs=2, default=(-1, 0))
 args = parser.parse_args()
 
 
@@ -120,7 +127,13 @@ while True:
         first.join()
         out = res[0][0].get_data_to_numpy()
         break
-    out = model.predict(inputs)[0].get_data_to_numpy()
+    try:
+        out = model.predict(inputs)[0].get_data_to_numpy()
+    except RuntimeError as e:
+        if rank == args.linger[0]:
+            print(f"failed: {e}", flush=True)
+            time.sleep(args.linger[1])
+        raise
     if rank == args.die_after_first:
         os.kill(os.getpid(), signal.SIGKILL)
     if rank == args.raise_after_first:

@@ -295,10 +295,23 @@ def test_mpi_waits_have_a_deadline(models, where):
     assert "done rank" not in out, out
 
 
+def test_mpi_late_rank_after_a_give_up(models):
+    """Rank 0 gives up waiting for rank 1 (2 s deadline) but lives on for 30 s; rank 1 comes 4 s
+    late. Rank 1 must not enter MPI's blocking collective to wait there, without a deadline, for
+    rank 0: it fails at its own deadline, and mpirun ends the job."""
+    t0 = time.monotonic()
+    out, ended = finish(start_mpi_job(models, "--stall", 1, 4, "--linger", 0, 30), 40)
+    wall = time.monotonic() - t0
+    assert ended and wall < 20, f"took {wall:.1f} s\n{out}"
+    assert re.search(r"failed: .*rank 0 waited 2 s for the other ranks", out), out
+    assert re.search(r"rank 1 waited 2 s for the other ranks \(MPI AllReduce\(sum, float32, 6\) "
+                     r"of model #1, collective #1\)", out), out
+
+
 def test_mpi_rank_raising_ends_the_job(models):
     """Rank 1 raises after its first predict while rank 0 goes on predicting, so waits for it
-    (with a 60 s deadline): rank 1's uncaught exception skips MPI_Finalize (which would wait for
-    rank 0), so mpirun ends the job within seconds."""
+    (with a 60 s deadline): rank 1 exits with status 1, which skips MPI_Finalize (it would wait
+    for rank 0), so mpirun ends the job within seconds."""
     t0 = time.monotonic()
     out, ended = finish(start_mpi_job(models, "--raise-after-first", 1, "--loop", 30,
                                       deadline_s=60), 40)

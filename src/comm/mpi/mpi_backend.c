@@ -9,16 +9,16 @@
  * backend's private copy of the world communicator is made with MPI_Comm_idup; a group's
  * rendezvous, the fingerprint exchange before each collective and Send/Receive are nonblocking
  * point-to-point calls; all are polled with MPI_Test*. The collective itself is MPI's blocking
- * call, started only once every member has sent its fingerprint, so it waits for no late rank
- * (Open MPI's nonblocking collectives measured 2-6x slower than its blocking ones). MPI cannot
- * take back a started call, so a wait that gives up leaves it pending: the backend then makes
- * no further MPI call in the process (a call would progress the abandoned one, which could
- * still write into memory its caller has since freed; a blocking collective already under way
- * on another thread is the exception), and the process leaves without MPI_Finalize (which
- * would wait for the absent ranks), so that mpirun ends the job; so does a process exiting
- * after a failure (sl_distributed_exit_after_failure: an uncaught Python exception). MPI must
- * provide MPI_THREAD_MULTIPLE: the models of a process may run their groups' collectives on
- * several threads at once. */
+ * call, started only once every member has sent its fingerprint and a second, empty message
+ * (see check_fingerprints), so it waits for no late rank (Open MPI's nonblocking collectives
+ * measured 2-6x slower than its blocking ones). MPI cannot take back a started call, so a wait
+ * that gives up leaves it pending: the backend then makes no further MPI call in the process (a
+ * call would progress the abandoned one, which could still write into memory its caller has
+ * since freed; a blocking collective already under way on another thread is the exception),
+ * and the process leaves without MPI_Finalize (which would wait for the absent ranks), so that
+ * mpirun ends the job; so does a process exiting with a nonzero status (an uncaught Python
+ * exception, say). MPI must provide MPI_THREAD_MULTIPLE: the models of a process may run their
+ * groups' collectives on several threads at once. */
 #include <mpi.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -205,10 +205,15 @@ static void *init_main(void *arg)
     return NULL;
 }
 
-/* At exit: the init thread finalizes MPI, unless a wait gave up (MPI_Init's included). */
-static void finalize_at_exit(void)
+/* At exit (on_exit): the init thread finalizes MPI, unless the process exits with an error
+ * (Python's status for an uncaught exception, say) or a wait gave up (MPI_Init's included):
+ * MPI_Finalize would wait for the other ranks, which may be waiting for this one, while without
+ * it mpirun ends the job at once. */
+static void finalize_at_exit(int status, void *arg)
 {
-    if (!atomic_load(&init_done) || init_rc != MPI_SUCCESS || atomic_load(&gave_up)) {
+    (void)arg;
+    if (status != 0 || !atomic_load(&init_done) || init_rc != MPI_SUCCESS ||
+        atomic_load(&gave_up)) {
         return;
     }
     pthread_mutex_lock(&state_mu);
@@ -257,7 +262,7 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
         } else if (pthread_create(&init_thread, NULL, init_main, NULL) != 0) {
             st = sl_error(SL_ERR_STATE, "MPI_Init: could not start its thread");
         } else {
-            atexit(finalize_at_exit);
+            on_exit(finalize_at_exit, NULL);
         }
         init_started = first = st == SL_OK;
     }
@@ -428,28 +433,39 @@ static MPI_Op mpi_op(sl_reduce r)
     }
 }
 
-/* Sends this rank's fingerprint of d to every member and compares theirs with it (point to
- * point: as fast as MPI_Allgather at 2 ranks, and waited for within the deadline). */
-static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d, const char *what)
+/* Sends `bytes` at mine to every other member on check_comm (with tag) and receives theirs into
+ * all[member], within the deadline. */
+static sl_status exchange(mpi_state *s, const void *mine, void *all, int bytes, int tag,
+                          const char *what)
 {
-    s->mine = (fingerprint){.seq = s->seq, .count = d->count, .kind = (uint32_t)d->kind,
-                            .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
-                            .root = d->root, .model = d->model};
     MPI_Request reqs[2 * SL_COMM_MAX_RANKS];
     int k = 0, rc = MPI_SUCCESS;
     for (int m = 0; m < s->n && rc == MPI_SUCCESS; m++) {
         if (m != s->me) {
-            rc = MPI_Isend(&s->mine, sizeof s->mine, MPI_BYTE, m, 0, s->check_comm, &reqs[k++]);
+            rc = MPI_Isend(mine, bytes, MPI_BYTE, m, tag, s->check_comm, &reqs[k++]);
             if (rc == MPI_SUCCESS) {
-                rc = MPI_Irecv(&s->all[m], sizeof s->all[m], MPI_BYTE, m, 0, s->check_comm,
-                               &reqs[k++]);
+                void *theirs = bytes ? (char *)all + (size_t)m * (size_t)bytes : NULL;
+                rc = MPI_Irecv(theirs, bytes, MPI_BYTE, m, tag, s->check_comm, &reqs[k++]);
             }
         }
     }
     if (rc != MPI_SUCCESS) {
         return give_up_on(rc, what);
     }
-    SL_TRY(wait_requests(k, reqs, s->ranks[s->me], s->timeout, what));
+    return wait_requests(k, reqs, s->ranks[s->me], s->timeout, what);
+}
+
+/* Sends this rank's fingerprint of d to every member and compares theirs with it (point to
+ * point: as fast as MPI_Allgather at 2 ranks, and waited for within the deadline). Then a
+ * second round of empty messages: a member that gave up waiting in the first never sends its
+ * second, so no member enters the blocking collective to wait there, without a deadline, for a
+ * member that has given up. */
+static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d, const char *what)
+{
+    s->mine = (fingerprint){.seq = s->seq, .count = d->count, .kind = (uint32_t)d->kind,
+                            .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
+                            .root = d->root, .model = d->model};
+    SL_TRY(exchange(s, &s->mine, s->all, (int)sizeof s->mine, 0, what));
     for (int m = 0; m < s->n; m++) {
         const fingerprint *o = &s->all[m];
         if (m != s->me && memcmp(o, &s->mine, sizeof *o) != 0) {
@@ -465,7 +481,7 @@ static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d, const c
                             sl_coll_str(&od, b, sizeof b), (unsigned long long)o->seq);
         }
     }
-    return SL_OK;
+    return exchange(s, NULL, NULL, 0, 1, what);
 }
 
 /* Runs d's collective with MPI's blocking call. */
@@ -529,18 +545,12 @@ static int mpi_failed(void *state)
     return atomic_load(&gave_up);
 }
 
-static void mpi_exit_after_failure(void)
-{
-    give_up(SL_ERR_STATE, "the process is exiting after a failure");
-}
-
 static const sl_comm_backend backend = {
     .name = "mpi",
     .open = mpi_open,
     .close = mpi_close,
     .run = mpi_run,
     .failed = mpi_failed,
-    .exit_after_failure = mpi_exit_after_failure,
 };
 
 __attribute__((visibility("default"))) const sl_comm_backend *sl_comm_mpi_backend(void)
