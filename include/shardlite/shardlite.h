@@ -142,12 +142,12 @@ SL_API sl_status sl_distributed_get(sl_distributed_info *out);
  * the job on this host (NULL: "configured"); backend: "shm", "mpi" or NULL/"" for automatic. */
 SL_API sl_status sl_distributed_configure(int rank, int size, const char *job,
                                           const char *backend);
-/* A function that a rank waiting for other ranks (at the rendezvous or in a collective) calls
- * every ~10 ms, holding the library's locks (it must not call the library): when it returns
- * nonzero the wait ends with SL_ERR_INTERRUPTED, and with the shared-memory backend the other
- * ranks of the group fail too (those that have met at the rendezvous; with MPI, mpirun ends
- * the job when the rank exits). NULL: none. The Python module sets one that reports Ctrl-C
- * (SIGINT). */
+/* A function that a rank waiting for other ranks (at the rendezvous, in MPI_Init, or in a
+ * collective before MPI's own blocking call) calls every ~10 ms, holding the library's locks
+ * (it must not call the library): when it returns nonzero the wait ends with
+ * SL_ERR_INTERRUPTED, and with the shared-memory backend the other ranks of the group fail too
+ * (those that have met at the rendezvous; with MPI, mpirun ends the job when the rank exits).
+ * NULL: none. The Python module sets one that reports Ctrl-C (SIGINT). */
 typedef int (*sl_interrupt_check)(void);
 SL_API void sl_set_interrupt_check(sl_interrupt_check check);
 

@@ -102,6 +102,7 @@ static void test_v1_quota(void **state)
     assert_int_equal(quota(self), 2);
     assert_int_equal(quota("4:cpu,cpuacct:/docker/x\n"), 3);
     assert_int_equal(quota("4:cpu,cpuacct:/docker/y/c\n"), 0); /* not below the mount's root */
+    assert_int_equal(quota("4:cpu,cpuacct:/c\n"), 0); /* <tmp>/v1all/c: none (acct/c: not cpu) */
     folder("v 1c"); /* where /docker/xc would land if the root matched it as a prefix */
     put("v 1c/cpu.cfs_quota_us", "100000\n");
     put("v 1c/cpu.cfs_period_us", "100000\n");

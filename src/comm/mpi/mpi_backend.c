@@ -3,15 +3,17 @@
  * collective's fingerprint is compared across ranks first, so a mismatch fails with both ops
  * named.
  *
- * Every wait for other ranks has the communicator deadline and ends on an interrupt (both
- * checked every 10 ms): MPI_Init, which waits for every rank of the job, runs on a thread of
+ * Every wait for ranks that may not come has the communicator deadline and ends on an interrupt
+ * (both checked every 10 ms): MPI_Init, which waits for every rank of the job, runs on a thread of
  * its own (which also calls MPI_Finalize at exit: the thread that initialised MPI must); the
  * backend's private copy of the world communicator is made with MPI_Comm_idup; a group's
  * rendezvous, the fingerprint exchange before each collective and Send/Receive are nonblocking
  * point-to-point calls; all are polled with MPI_Test*. The collective itself is MPI's blocking
  * call, started only once every member has sent its fingerprint and a second, empty message
  * (see check_fingerprints), so it waits for no late rank (Open MPI's nonblocking collectives
- * measured 2-6x slower than its blocking ones). MPI cannot take back a started call, so a wait
+ * measured 2-6x slower than its blocking ones); so are MPI_Comm_create_group and MPI_Comm_dup,
+ * once every member has come to the rendezvous. With SHARDLITE_COMM_CHECK=0 the collectives
+ * are MPI's alone: no deadline. MPI cannot take back a started call, so a wait
  * that gives up leaves it pending: the backend then makes no further MPI call in the process (a
  * call would progress the abandoned one, which could still write into memory its caller has
  * since freed; a blocking collective already under way on another thread is the exception),
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "comm/comm.h"
 
@@ -59,6 +62,7 @@ typedef struct group_list {
 static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t finalize_cv = PTHREAD_COND_INITIALIZER;
 static int init_started, finalize_now;
+static pid_t init_pid; /* the process that registered finalize_at_exit (not a forked child) */
 static pthread_t init_thread;
 static MPI_Comm world = MPI_COMM_NULL; /* the backend's copy of MPI_COMM_WORLD */
 /* set by the init thread: init_done once it returned init_rc with thread level init_level */
@@ -128,11 +132,16 @@ typedef struct requests {
 static int poll_requests(void *arg, int *rc)
 {
     requests *r = arg;
+    MPI_Status statuses[2 * SL_COMM_MAX_RANKS];
     int done = 0;
     if (atomic_load(&gave_up)) {
         return -1;
     }
-    *rc = MPI_Testall(r->n, r->reqs, &done, MPI_STATUSES_IGNORE);
+    *rc = MPI_Testall(r->n, r->reqs, &done, statuses);
+    for (int i = 0; *rc == MPI_ERR_IN_STATUS && i < r->n; i++) { /* the request's own error */
+        int e = statuses[i].MPI_ERROR;
+        *rc = e != MPI_SUCCESS && e != MPI_ERR_PENDING ? e : *rc;
+    }
     return done;
 }
 
@@ -212,8 +221,8 @@ static void *init_main(void *arg)
 static void finalize_at_exit(int status, void *arg)
 {
     (void)arg;
-    if (status != 0 || !atomic_load(&init_done) || init_rc != MPI_SUCCESS ||
-        atomic_load(&gave_up)) {
+    if (status != 0 || getpid() != init_pid || !atomic_load(&init_done) ||
+        init_rc != MPI_SUCCESS || atomic_load(&gave_up)) {
         return;
     }
     pthread_mutex_lock(&state_mu);
@@ -262,7 +271,9 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
         } else if (pthread_create(&init_thread, NULL, init_main, NULL) != 0) {
             st = sl_error(SL_ERR_STATE, "MPI_Init: could not start its thread");
         } else {
-            on_exit(finalize_at_exit, NULL);
+            init_pid = getpid();
+            on_exit(finalize_at_exit, NULL); /* fails only past 32 handlers: then MPI_Finalize
+                                                is not called and mpirun reports it */
         }
         init_started = first = st == SL_OK;
     }
@@ -361,28 +372,37 @@ static sl_status mpi_open(const sl_rank_info *w, const int *ranks, int n, int me
                           void **state)
 {
     *state = NULL;
-    SL_TRY(init_mpi(w, timeout));
-    SL_TRY(rendezvous(ranks, n, me, timeout));
-    mpi_state *s = calloc(1, sizeof *s);
+    mpi_state *s = calloc(1, sizeof *s); /* before the rendezvous: after it, the others wait */
     if (!s) {
         return sl_error(SL_ERR_NOMEM, "communicator: out of memory");
     }
+    sl_status st = init_mpi(w, timeout);
+    if (st == SL_OK) {
+        st = rendezvous(ranks, n, me, timeout);
+    }
+    if (st != SL_OK) {
+        free(s);
+        return st;
+    }
+    /* every member has come: the blocking calls below wait for no late one */
     MPI_Group world_group, group;
     MPI_Comm_group(world, &world_group);
     MPI_Group_incl(world_group, n, ranks, &group);
     int rc = MPI_Comm_create_group(world, group, 0, &s->comm);
+    const char *call = "MPI_Comm_create_group";
     MPI_Group_free(&group);
     MPI_Group_free(&world_group);
     if (rc == MPI_SUCCESS) {
         MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
         rc = MPI_Comm_dup(s->comm, &s->check_comm);
+        call = "MPI_Comm_dup";
         if (rc != MPI_SUCCESS) {
             MPI_Comm_free(&s->comm);
         }
     }
     if (rc != MPI_SUCCESS) {
         free(s);
-        return mpi_fail(rc, "MPI_Comm_create_group");
+        return mpi_fail(rc, call);
     }
     s->n = n;
     s->me = me;
@@ -458,8 +478,10 @@ static sl_status exchange(mpi_state *s, const void *mine, void *all, int bytes, 
 /* Sends this rank's fingerprint of d to every member and compares theirs with it (point to
  * point: as fast as MPI_Allgather at 2 ranks, and waited for within the deadline). Then a
  * second round of empty messages: a member that gave up waiting in the first never sends its
- * second, so no member enters the blocking collective to wait there, without a deadline, for a
- * member that has given up. */
+ * second, so no member enters the blocking collective to wait there, without a deadline, for
+ * it. (A member giving up in the second round, between its peers' messages arriving and its
+ * next look, which takes a deadline or an interrupt falling in that instant, can still leave
+ * them waiting in the collective.) */
 static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d, const char *what)
 {
     s->mine = (fingerprint){.seq = s->seq, .count = d->count, .kind = (uint32_t)d->kind,
@@ -481,7 +503,9 @@ static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d, const c
                             sl_coll_str(&od, b, sizeof b), (unsigned long long)o->seq);
         }
     }
-    return exchange(s, NULL, NULL, 0, 1, what);
+    char second[256];
+    snprintf(second, sizeof second, "%s, second round", what);
+    return exchange(s, NULL, NULL, 0, 1, second);
 }
 
 /* Runs d's collective with MPI's blocking call. */
