@@ -41,7 +41,8 @@ _GRACE_S = 3.0
 # After SIGKILL: how long to wait for the processes to go (a process in uninterruptible sleep
 # may never); then the launcher gives up on them.
 _REAP_S = 5.0
-# How long to wait for the output of ranks that have ended (a leftover child may hold it open).
+# After the ranks have ended, how long an output thread may wait for input (a leftover child
+# may hold the pipe open without writing); a thread still writing is always waited for.
 _DRAIN_S = 2.0
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
@@ -145,20 +146,52 @@ def _preexec(cpus):
     return preexec
 
 
-def _pump(src, rank, stream, lock):
-    """Copies a rank's output to stream line by line, each line prefixed with '[rank] '."""
-    prefix = f"[{rank}] ".encode()
-    out = getattr(stream, "buffer", None)
-    with src:
-        for line in iter(src.readline, b""):
-            if not line.endswith(b"\n"):
-                line += b"\n"
-            with lock:
-                if out is not None:
-                    out.write(prefix + line)
-                else:
-                    stream.write((prefix + line).decode(errors="replace"))
-                stream.flush()
+class _Pump(threading.Thread):
+    """Copies a rank's output to stream line by line, each line prefixed with '[rank] '. Once
+    the stream is closed (`| head` has ended), reads on without writing, so that the rank is
+    not blocked on a full pipe. idle_since: since when it has waited for input (None while it
+    handles a line)."""
+
+    def __init__(self, src, rank, stream, lock):
+        super().__init__(daemon=True)
+        self.src, self.stream, self.lock = src, stream, lock
+        self.prefix = f"[{rank}] ".encode()
+        self.idle_since = None
+
+    def run(self):
+        out = getattr(self.stream, "buffer", None)
+        broken = False
+        with self.src:
+            while True:
+                self.idle_since = time.monotonic()
+                line = self.src.readline()
+                self.idle_since = None
+                if not line:
+                    return
+                if broken:
+                    continue
+                if not line.endswith(b"\n"):
+                    line += b"\n"
+                try:
+                    with self.lock:
+                        if out is not None:
+                            out.write(self.prefix + line)
+                        else:
+                            self.stream.write((self.prefix + line).decode(errors="replace"))
+                        self.stream.flush()
+                except BrokenPipeError:
+                    broken = True
+
+
+def _drain(pumps):
+    """Waits for the output threads after the ranks have ended: for as long as any is writing
+    (a slow reader gets everything), and up to _DRAIN_S of waiting for input."""
+    while True:
+        alive = [t for t in pumps if t.is_alive()]
+        now = time.monotonic()
+        if all(t.idle_since is not None and now - t.idle_since > _DRAIN_S for t in alive):
+            return
+        alive[0].join(_POLL_S)
 
 
 class _Job:
@@ -215,7 +248,7 @@ def _start(cmd, size, job, prefix, timeout, bind):
         lock = threading.Lock()
         for rank, p in enumerate(procs):
             for src, stream in ((p.stdout, sys.stdout), (p.stderr, sys.stderr)):
-                t = threading.Thread(target=_pump, args=(src, rank, stream, lock), daemon=True)
+                t = _Pump(src, rank, stream, lock)
                 t.start()
                 pumps.append(t)
     return _Job(procs), pumps
@@ -307,9 +340,7 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
                 os.unlink(path)
             except OSError:
                 pass
-    deadline = time.monotonic() + _DRAIN_S
-    for t in pumps:
-        t.join(max(0.0, deadline - time.monotonic()))
+    _drain(pumps)
     if job.signals:
         sig = job.signals[0]
         _say(f"received {signal.Signals(sig).name}: stopped the ranks")

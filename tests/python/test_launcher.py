@@ -98,6 +98,26 @@ def test_prefixes_and_no_prefix():
     assert "[" not in plain.stdout + plain.stderr
 
 
+def test_slow_reader_gets_all_output():
+    """The ranks print more than a pipe holds and end while nobody reads (for longer than the
+    launcher waits for idle output threads): every line still arrives, and the job succeeds.
+    Then a reader that closes early (`| head`): the ranks are not blocked and nothing is said
+    about the broken pipe."""
+    code = "for i in range(20000): print(i)"
+    cmd = [sys.executable, "-m", "shardlite", "launch", "-n", "2", sys.executable, "-c", code]
+    proc = subprocess.Popen(cmd, cwd=str(REPO), env=launch_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    for r in (0, 1):
+        assert rank_lines(out, r) == [str(i) for i in range(20000)], err
+    head = subprocess.run(" ".join(cmd[:-1]) + f" '{code}' | head -1", shell=True,
+                          cwd=str(REPO), env=launch_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert head.stdout in ("[0] 0\n", "[1] 0\n") and head.stderr == "", head.stderr
+
+
 @pytest.mark.parametrize("how, status, says", [
     ("sys.exit(3)", 3, "exited with code 3"),
     ("os.kill(os.getpid(), signal.SIGSEGV)", 128 + signal.SIGSEGV, "was killed by SIGSEGV"),
