@@ -2,7 +2,7 @@
 
     shardlite info MODEL
     shardlite run MODEL [--input FILE.npy ...] [--save DIR] [--threads N]
-    shardlite launch -n N [--timeout S] [--backend shm|mpi] [--no-prefix] [--] CMD ARGS...
+    shardlite launch -n N [--timeout S] [--no-prefix] [--no-bind] [--] CMD ARGS...
     shardlite split MODEL -n N -o OUTDIR [--strategy auto|FILE]
 
 Also available as `python -m shardlite`. Exit status: 0 on success, 1 when the model cannot be

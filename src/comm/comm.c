@@ -44,7 +44,9 @@ double sl_comm_timeout(void)
     return t > 0 ? t : 60.0;
 }
 
-static int env_int(const char *name, int *out)
+/* getenv(name) as an integer in [0, 2^20]: 1 read, 0 unset or empty, -1 malformed (with the
+ * error in *st). */
+static int env_int(const char *name, int *out, sl_status *st)
 {
     const char *s = getenv(name);
     if (!s || !*s) {
@@ -53,10 +55,27 @@ static int env_int(const char *name, int *out)
     char *end;
     long v = strtol(s, &end, 10);
     if (*end || v < 0 || v > 1 << 20) {
-        return 0;
+        *st = sl_error(SL_ERR_INVALID_ARG, "%s='%s' is not a rank or a size", name, s);
+        return -1;
     }
     *out = (int)v;
     return 1;
+}
+
+/* Whether a source's rank and size variables are both set (into w). A malformed value fails
+ * (*st); so does one set without the other where `paired` (the launcher's own variables). */
+static int env_pair(const char *rank, const char *size, int paired, sl_rank_info *w,
+                    sl_status *st)
+{
+    if (*st != SL_OK) {
+        return 0;
+    }
+    int r = env_int(rank, &w->rank, st), s = env_int(size, &w->size, st);
+    if (r >= 0 && s >= 0 && r != s && paired) {
+        *st = sl_error(SL_ERR_INVALID_ARG, "%s is set without %s", r ? rank : size,
+                       r ? size : rank);
+    }
+    return *st == SL_OK && r > 0 && s > 0;
 }
 
 static void set_job(sl_rank_info *w, const char *a, const char *b)
@@ -93,34 +112,36 @@ sl_status sl_comm_world(sl_rank_info *w)
     w->local_size = -1;
     char ppid[32];
     snprintf(ppid, sizeof ppid, "ppid%ld", (long)getppid());
-    int local;
+    int local, nodes;
+    sl_status st = SL_OK;
     if (configured.size) {
         *w = configured;
-    } else if (env_int("SHARDLITE_RANK", &w->rank) && env_int("SHARDLITE_WORLD_SIZE", &w->size)) {
+    } else if (env_pair("SHARDLITE_RANK", "SHARDLITE_WORLD_SIZE", 1, w, &st)) {
         snprintf(w->source, sizeof w->source, "launcher");
         w->local_size = w->size;
-        set_job(w, getenv("SHARDLITE_JOB_ID") ? getenv("SHARDLITE_JOB_ID") : ppid, NULL);
-    } else if (env_int("OMPI_COMM_WORLD_RANK", &w->rank) &&
-               env_int("OMPI_COMM_WORLD_SIZE", &w->size)) {
+        const char *id = getenv("SHARDLITE_JOB_ID");
+        set_job(w, id && *id ? id : ppid, NULL);
+    } else if (env_pair("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", 1, w, &st)) {
         snprintf(w->source, sizeof w->source, "openmpi");
-        if (env_int("OMPI_COMM_WORLD_LOCAL_SIZE", &local)) {
+        if (env_int("OMPI_COMM_WORLD_LOCAL_SIZE", &local, &st) > 0) {
             w->local_size = local;
         }
         const char *ns = getenv("PMIX_NAMESPACE");
         set_job(w, ns ? ns : getenv("OMPI_MCA_ess_base_jobid") ? getenv("OMPI_MCA_ess_base_jobid")
                                                                 : ppid,
                 NULL);
-    } else if (env_int("PMI_RANK", &w->rank) && env_int("PMI_SIZE", &w->size)) {
+    } else if (env_pair("PMI_RANK", "PMI_SIZE", 0, w, &st)) {
         snprintf(w->source, sizeof w->source, "pmi");
-        if (env_int("MPI_LOCALNRANKS", &local)) {
+        if (env_int("MPI_LOCALNRANKS", &local, &st) > 0) {
             w->local_size = local;
         }
         set_job(w, getenv("PMI_KVSNAME") ? getenv("PMI_KVSNAME") : ppid, NULL);
-    } else if (env_int("SLURM_PROCID", &w->rank) && env_int("SLURM_NTASKS", &w->size)) {
+    } else if (env_pair("SLURM_PROCID", "SLURM_NTASKS", 0, w, &st)) {
         snprintf(w->source, sizeof w->source, "slurm");
-        int nodes;
-        if (env_int("SLURM_NNODES", &nodes) && nodes == 1) {
-            w->local_size = w->size;
+        /* the step's nodes (an allocation may have more than the step uses) */
+        if (env_int("SLURM_STEP_NUM_NODES", &nodes, &st) > 0 ||
+            env_int("SLURM_NNODES", &nodes, &st) > 0) {
+            w->local_size = nodes == 1 ? w->size : 0; /* 0: not every rank is here */
         }
         set_job(w, getenv("SLURM_JOB_ID"), getenv("SLURM_STEP_ID"));
     } else {
@@ -130,6 +151,7 @@ sl_status sl_comm_world(sl_rank_info *w)
         snprintf(w->source, sizeof w->source, "single");
         snprintf(w->job, sizeof w->job, "pid%ld", (long)getpid());
     }
+    SL_TRY(st);
     if (w->size < 1 || w->size > SL_COMM_MAX_RANKS || w->rank >= w->size) {
         return sl_error(SL_ERR_INVALID_ARG, "rank %d of %d (from %s) is out of range (at most %d "
                         "ranks)", w->rank, w->size, w->source, SL_COMM_MAX_RANKS);

@@ -696,9 +696,39 @@ static void test_world_from_environment(void **state)
     assert_int_equal(sl_comm_configure(0, 0, NULL, NULL), SL_OK);
     setenv("SHARDLITE_RANK", "5", 1);
     assert_int_equal(sl_comm_world(&w), SL_ERR_INVALID_ARG); /* rank >= size */
+    /* malformed or half-set variables fail, naming them, instead of running as rank 0 of 1 */
+    setenv("SHARDLITE_RANK", "-1", 1);
+    assert_int_equal(sl_comm_world(&w), SL_ERR_INVALID_ARG);
+    assert_non_null(strstr(sl_last_error(), "SHARDLITE_RANK='-1' is not a rank or a size"));
+    setenv("SHARDLITE_RANK", "1", 1);
+    unsetenv("SHARDLITE_WORLD_SIZE");
+    assert_int_equal(sl_comm_world(&w), SL_ERR_INVALID_ARG);
+    assert_non_null(strstr(sl_last_error(), "SHARDLITE_RANK is set without SHARDLITE_WORLD_SIZE"));
+    unsetenv("SHARDLITE_RANK");
+    setenv("OMPI_COMM_WORLD_SIZE", "two", 1);
+    assert_int_equal(sl_comm_world(&w), SL_ERR_INVALID_ARG);
+    assert_non_null(strstr(sl_last_error(), "OMPI_COMM_WORLD_SIZE='two'"));
     const char *vars[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
                           "OMPI_COMM_WORLD_LOCAL_SIZE", "SHARDLITE_RANK", "SHARDLITE_WORLD_SIZE",
-                          "SHARDLITE_JOB_ID"};
+                          "SHARDLITE_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_NNODES",
+                          "SLURM_STEP_NUM_NODES"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        unsetenv(vars[i]);
+    }
+    /* Slurm: the step's nodes decide the backend (the allocation's when the step's are unset) */
+    setenv("SLURM_PROCID", "1", 1);
+    setenv("SLURM_NTASKS", "4", 1);
+    setenv("SLURM_NNODES", "2", 1);
+    assert_int_equal(sl_comm_world(&w), SL_OK);
+    assert_string_equal(w.source, "slurm");
+    assert_string_equal(w.backend, "mpi");
+    setenv("SLURM_STEP_NUM_NODES", "1", 1);
+    assert_int_equal(sl_comm_world(&w), SL_OK);
+    assert_string_equal(w.backend, "shm");
+    setenv("SLURM_STEP_NUM_NODES", "2", 1);
+    setenv("SLURM_NNODES", "1", 1);
+    assert_int_equal(sl_comm_world(&w), SL_OK);
+    assert_string_equal(w.backend, "mpi");
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         unsetenv(vars[i]);
     }

@@ -2,12 +2,14 @@
 and the seed sample (examples/distributed_main.py, unchanged) on 2 ranks under shardlite's
 launcher and under Open MPI's mpirun."""
 
+import json
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -220,3 +222,79 @@ def test_seed_sample_under_mpirun(sample_models):
                           cwd=str(REPO), env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     check_sample_output(proc.stdout, prefixed=False)
+
+
+# ---- explicit ranks: a [distributed] config section, or an Ascend rank table ----
+
+EXPLICIT = """
+import json, sys
+import numpy as np
+import shardlite as mslite
+stem, rank, how, arg = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+context = mslite.Context()
+context.cpu.thread_num = 1
+if how == "section":
+    config = {"distributed": {"rank": str(rank), "size": "2", "job_id": arg}}
+else:
+    context.ascend.rank_id = rank
+    config = {"ascend_context": {"rank_table_file": arg}}
+model = mslite.Model()
+model.build_from_file(f"{stem}{rank}.mindir", mslite.ModelType.MINDIR, context,
+                      config_dict=config)
+inputs = model.get_inputs()
+inputs[0].set_data_from_numpy(np.ones(inputs[0].shape, np.float32))
+out = model.predict(inputs)[0].get_data_to_numpy()
+print(json.dumps({"info": mslite.distributed(), "out": out.ravel().tolist()}))
+"""
+
+
+def run_explicit(stem, how, arg, ranks=(0, 1)):
+    """Starts the ranks by hand (no launcher, no mpirun variables), each configured by `how`;
+    returns their (returncode, stdout, stderr)."""
+    procs = [subprocess.Popen([sys.executable, "-c", EXPLICIT, stem, str(r), how, arg],
+                              env=launch_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for r in ranks]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        results.append((p.returncode, json.loads(out) if p.returncode == 0 else out, err))
+    return results
+
+
+@pytest.mark.parametrize("how", ["section", "rank table"])
+def test_explicit_ranks(sample_models, tmp_path, how):
+    """Two processes started by hand, told their ranks by a [distributed] section or by an
+    Ascend rank table plus context.ascend.rank_id: both compute ones @ W, and report where
+    their rank came from."""
+    stem = str(sample_models)[:-len(".mindir")]
+    if how == "section":
+        arg = "explicit" + uuid.uuid4().hex[:8]
+    else:
+        arg = str(tmp_path / "rank_table.json")
+        devices = [{"device_id": str(r), "rank_id": str(r)} for r in range(2)]
+        (tmp_path / "rank_table.json").write_text(json.dumps(
+            {"server_list": [{"server_id": "127.0.0.1", "device": devices}]}))
+    want = (np.ones((2, 8), np.float32) @ W).ravel()
+    results = run_explicit(stem, "table" if how == "rank table" else how, arg)
+    jobs = set()
+    for r, (rc, res, err) in enumerate(results):
+        assert rc == 0, err
+        info = res["info"]
+        assert (info["rank"], info["size"], info["source"], info["backend"]) == \
+            (r, 2, "config", "shm"), info
+        jobs.add(info["job"])
+        np.testing.assert_allclose(res["out"], want, rtol=1e-5)
+    assert len(jobs) == 1 and (how == "rank table" or jobs == {arg}), jobs
+
+
+@pytest.mark.parametrize("table", ["[1, 2]", '{"server_list": [{"device": 3}]}',
+                                   '{"server_list": []}', "not json"])
+def test_malformed_rank_table(sample_models, tmp_path, table):
+    """A malformed rank table fails the build with the library's RuntimeError, naming the
+    problem, not with whatever Python raises on the wrong structure."""
+    (tmp_path / "t.json").write_text(table)
+    stem = str(sample_models)[:-len(".mindir")]
+    [(rc, out, err)] = run_explicit(stem, "table", str(tmp_path / "t.json"), ranks=(0,))
+    assert rc != 0
+    assert re.search(r"RuntimeError: build_from_file failed! Error is distributed "
+                     r"configuration: .*(rank table|Expecting value)", err), err
