@@ -194,6 +194,29 @@ def _drain(pumps):
         alive[0].join(_POLL_S)
 
 
+def _watchdog(pgids):
+    """Forks a process, in a session of its own, that SIGKILLs the ranks' process groups once
+    the launcher has ended, however it ended: a rank dies with the launcher (PDEATHSIG), but
+    what the rank started (a wrapper's child, a background job) would outlive a launcher
+    killed with SIGKILL. It waits for the end of a pipe only the launcher holds."""
+    r, w = os.pipe()  # not inherited by the ranks (already started) or anything else
+    if os.fork() == 0:
+        try:
+            os.setsid()
+            os.close(w)
+            while os.read(r, 1):
+                pass
+            for pgid in pgids:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except OSError:
+                    pass
+        finally:
+            os._exit(0)
+    os.close(r)
+    return w
+
+
 class _Job:
     """The ranks' processes and what happened to them."""
 
@@ -243,6 +266,7 @@ def _start(cmd, size, job, prefix, timeout, bind):
         for p in procs:
             _wait(p, _REAP_S)
         raise
+    _watchdog([p.pid for p in procs])  # before the output threads: fork with one thread
     pumps = []
     if prefix:
         lock = threading.Lock()

@@ -3,6 +3,7 @@ and the seed sample (examples/distributed_main.py, unchanged) on 2 ranks under s
 launcher and under Open MPI's mpirun."""
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -133,6 +134,41 @@ def test_failing_rank_sets_the_exit_status_and_stops_the_others(how, status, say
     assert proc.returncode == status, proc.stderr
     assert wall < 15
     assert proc.stderr.splitlines()[-1] == f"shardlite launch: rank 1 {says}"
+
+
+def processes_running(marker):
+    """The pids whose command line contains marker."""
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    pids.append(int(d))
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def test_launcher_killed_leaves_nothing_running():
+    """A rank's own child (a wrapper's, here sh's sleep) does not outlive a launcher killed
+    with SIGKILL: the launcher's watchdog ends the ranks' process groups."""
+    marker = "%d.%06d" % (300 + os.getpid() % 100, uuid.uuid4().int % 10 ** 6)
+    proc = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2", "sh", "-c",
+                             f"sleep {marker}; echo never"], cwd=str(REPO), env=launch_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while len(processes_running("sleep\0" + marker)) < 2:
+        assert time.monotonic() < deadline, "the ranks' children did not start"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while processes_running("sleep\0" + marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = processes_running("sleep\0" + marker)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "the ranks' children outlived the launcher"
 
 
 def test_success_and_bad_arguments():
