@@ -14,8 +14,11 @@ the launcher dies); SIGINT, SIGTERM and SIGHUP sent to the launcher go to every 
 When a rank exits with a non-zero status or is killed, the others get a moment to end on their
 own (a collective error is then reported by each rank), then SIGTERM, then SIGKILL; the launcher
 names the rank and how it ended and exits with its exit code (128 + the signal number when it
-was killed). Every wait is bounded, and the job's leftover /dev/shm/shardlite-<job>-* segments
-(left when a rank dies during its rendezvous) are removed at the end.
+was killed). Every wait is bounded but one: the output of ranks that have ended is passed on in
+full, however slowly it is read. Whatever the ranks started ends with them (their process groups
+are killed at the end; a watchdog process does it should the launcher itself be killed), and
+the job's leftover /dev/shm/shardlite-<job>-* segments (left when a rank dies during its
+rendezvous) are removed at the end.
 """
 
 import argparse
@@ -184,37 +187,39 @@ class _Pump(threading.Thread):
 
 
 def _drain(pumps):
-    """Waits for the output threads after the ranks have ended: for as long as any is writing
-    (a slow reader gets everything), and up to _DRAIN_S of waiting for input."""
+    """Waits for the output threads after the ranks have ended (and their groups were killed):
+    for as long as any is writing (a slow reader gets everything), and up to _DRAIN_S of waiting
+    for input that nothing may send (a rank's child that left its group)."""
+    start = time.monotonic()
     while True:
         alive = [t for t in pumps if t.is_alive()]
         now = time.monotonic()
-        if all(t.idle_since is not None and now - t.idle_since > _DRAIN_S for t in alive):
+        if all(t.idle_since is not None and now - max(t.idle_since, start) > _DRAIN_S
+               for t in alive):
             return
         alive[0].join(_POLL_S)
 
 
-def _watchdog(pgids):
-    """Forks a process, in a session of its own, that SIGKILLs the ranks' process groups once
-    the launcher has ended, however it ended: a rank dies with the launcher (PDEATHSIG), but
-    what the rank started (a wrapper's child, a background job) would outlive a launcher
-    killed with SIGKILL. It waits for the end of a pipe only the launcher holds."""
-    r, w = os.pipe()  # not inherited by the ranks (already started) or anything else
-    if os.fork() == 0:
-        try:
-            os.setsid()
-            os.close(w)
-            while os.read(r, 1):
-                pass
-            for pgid in pgids:
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except OSError:
-                    pass
-        finally:
-            os._exit(0)
-    os.close(r)
-    return w
+# The watchdog: reads the ranks' process-group ids, one per line, and SIGKILLs those groups at
+# the end of its input, that is when the launcher ends, however it ends (SIGKILL included).
+_WATCHDOG = """
+import os, signal, sys
+pgids = [int(line) for line in sys.stdin]
+for pgid in pgids:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def _watchdog():
+    """Starts the watchdog, in a session of its own and with no file of the launcher's but its
+    input: a rank dies with the launcher (PDEATHSIG), but what the rank started (a wrapper's
+    child, a background job) would outlive a launcher killed with SIGKILL."""
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 class _Job:
@@ -248,9 +253,9 @@ class _Job:
         self.signal_live(sig)
 
 
-def _start(cmd, size, job, prefix, timeout, bind):
-    """Starts the ranks; returns the _Job and the output threads. Ranks already started are
-    killed if a later one cannot start."""
+def _start(cmd, size, job, prefix, timeout, bind, watchdog):
+    """Starts the ranks, telling the watchdog their process groups; returns the _Job and the
+    output threads. Ranks already started are killed if a later one cannot start."""
     base = dict(os.environ)
     blocks = cpu_blocks(size) if bind else [None] * size
     procs = []
@@ -261,12 +266,13 @@ def _start(cmd, size, job, prefix, timeout, bind):
                 cmd, env=rank_env(base, rank, size, job, timeout),
                 stdin=None if rank == 0 else subprocess.DEVNULL, stdout=pipe, stderr=pipe,
                 start_new_session=True, preexec_fn=_preexec(blocks[rank])))
+            watchdog.stdin.write(b"%d\n" % procs[-1].pid)
+            watchdog.stdin.flush()
     except BaseException:
         _Job(procs).kill_groups()
         for p in procs:
             _wait(p, _REAP_S)
         raise
-    _watchdog([p.pid for p in procs])  # before the output threads: fork with one thread
     pumps = []
     if prefix:
         lock = threading.Lock()
@@ -335,7 +341,7 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
     job_id = new_job_id()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = {}
-    job = None
+    job = watchdog = None
     try:
         # Signals that arrive while the ranks start are handled once they all run.
         if main_thread:
@@ -343,7 +349,8 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
             for sig in _FORWARDED:
                 previous[sig] = signal.signal(sig, lambda s, f: pending.append(s))
         try:
-            job, pumps = _start(cmd, size, job_id, prefix, timeout, bind)
+            watchdog = _watchdog()
+            job, pumps = _start(cmd, size, job_id, prefix, timeout, bind, watchdog)
         except OSError as e:
             _say(f"cannot start {cmd[0]}: {e.strerror or e}")
             return 127
@@ -353,9 +360,10 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
             for sig in pending:
                 job.on_signal(sig, None)
         failure = _supervise(job)
-        if failure is not None:
-            job.kill_groups()  # what the failed rank left behind
     finally:
+        if watchdog is not None:  # ends what the ranks left behind
+            watchdog.stdin.close()
+            _wait(watchdog, _REAP_S)
         for sig, handler in previous.items():
             if handler is not None:  # None: installed outside Python, cannot be restored
                 signal.signal(sig, handler)

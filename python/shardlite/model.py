@@ -333,9 +333,9 @@ def _rank_table(path, rank):
         table = json.load(f)
     servers = table.get("server_list") if isinstance(table, dict) else None
     if not isinstance(servers, list) or not all(
-            isinstance(s, dict) and isinstance(s.get("device", []), list) for s in servers):
+            isinstance(s, dict) and isinstance(s.get("device") or [], list) for s in servers):
         raise ValueError(f'rank table {path} is not {{"server_list": [{{"device": [...]}}, ...]}}')
-    size = sum(len(server.get("device", [])) for server in servers)
+    size = sum(len(server.get("device") or []) for server in servers)
     if size < 1:
         raise ValueError(f"rank table {path} lists no devices")
     if not 0 <= rank < size:

@@ -70,7 +70,7 @@ static int env_pair(const char *rank, const char *size, int paired, sl_rank_info
     if (*st != SL_OK) {
         return 0;
     }
-    int r = env_int(rank, &w->rank, st), s = env_int(size, &w->size, st);
+    int r = env_int(rank, &w->rank, st), s = r < 0 ? -1 : env_int(size, &w->size, st);
     if (r >= 0 && s >= 0 && r != s && paired) {
         *st = sl_error(SL_ERR_INVALID_ARG, "%s is set without %s", r ? rank : size,
                        r ? size : rank);

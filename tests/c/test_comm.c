@@ -711,7 +711,7 @@ static void test_world_from_environment(void **state)
     const char *vars[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
                           "OMPI_COMM_WORLD_LOCAL_SIZE", "SHARDLITE_RANK", "SHARDLITE_WORLD_SIZE",
                           "SHARDLITE_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_NNODES",
-                          "SLURM_STEP_NUM_NODES"};
+                          "SLURM_STEP_NUM_NODES", "PMI_RANK", "PMI_SIZE"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         unsetenv(vars[i]);
     }

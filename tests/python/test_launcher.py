@@ -171,6 +171,15 @@ def test_launcher_killed_leaves_nothing_running():
     assert not left, "the ranks' children outlived the launcher"
 
 
+def test_leftover_child_ends_with_the_job():
+    """A rank that leaves a child printing forever: the job still ends once the rank has (the
+    ranks' groups are killed at the end), with the rank's status."""
+    loop = "(while :; do echo tick; sleep 0.2; done) & echo done"
+    proc, wall = launch(["-n", 1, "sh", "-c", loop], timeout=30)
+    assert proc.returncode == 0 and wall < 10, proc.stderr
+    assert rank_lines(proc.stdout, 0)[0] == "done"
+
+
 def test_success_and_bad_arguments():
     proc, _ = launch(["-n", 2, sys.executable, "-c", "pass"])
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
