@@ -177,7 +177,7 @@ def test_leftover_child_ends_with_the_job():
     loop = "(while :; do echo tick; sleep 0.2; done) & echo done"
     proc, wall = launch(["-n", 1, "sh", "-c", loop], timeout=30)
     assert proc.returncode == 0 and wall < 10, proc.stderr
-    assert rank_lines(proc.stdout, 0)[0] == "done"
+    assert "done" in rank_lines(proc.stdout, 0)  # (the child's first tick may come first)
 
 
 def test_success_and_bad_arguments():
