@@ -27,14 +27,19 @@ static int cpus_of(long long quota, long long period)
     return cpus > 1 << 20 ? 1 << 20 : (int)cpus;
 }
 
+/* folder/name opened for reading, or NULL. */
+static FILE *open_in(const char *folder, const char *name)
+{
+    char path[8300];
+    return snprintf(path, sizeof path, "%s/%s", folder, name) < (int)sizeof path
+               ? fopen(path, "r")
+               : NULL;
+}
+
 /* The first number in folder/name, or -1. */
 static long long read_number(const char *folder, const char *name)
 {
-    char path[8300];
-    if (snprintf(path, sizeof path, "%s/%s", folder, name) >= (int)sizeof path) {
-        return -1;
-    }
-    FILE *f = fopen(path, "r");
+    FILE *f = open_in(folder, name);
     long long v = -1;
     if (f) {
         if (fscanf(f, "%lld", &v) != 1) {
@@ -53,11 +58,7 @@ static int folder_quota(const char *folder, int v2)
         return cpus_of(read_number(folder, "cpu.cfs_quota_us"),
                        read_number(folder, "cpu.cfs_period_us"));
     }
-    char path[8300];
-    if (snprintf(path, sizeof path, "%s/cpu.max", folder) >= (int)sizeof path) {
-        return 0;
-    }
-    FILE *f = fopen(path, "r");
+    FILE *f = open_in(folder, "cpu.max");
     if (!f) {
         return 0;
     }
