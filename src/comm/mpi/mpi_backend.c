@@ -319,48 +319,58 @@ static const char *ranks_str(const int *ranks, int n, char *buf, size_t size)
     return buf;
 }
 
-/* Before the (blocking) MPI_Comm_create_group: every member sends every other the group's
- * ranks on the backend's world communicator and waits for theirs within the deadline; a member
- * opening another group there fails naming both. */
-static sl_status rendezvous(const int *ranks, int n, int me, double timeout)
+/* Sends `bytes` at mine to every other member of s's group on comm (the backend's world, where
+ * members are their world ranks, or a communicator of the group itself) with tag, and receives
+ * theirs into all[member], within the deadline. */
+static sl_status exchange(const mpi_state *s, MPI_Comm comm, const void *mine, void *all,
+                          int bytes, int tag, const char *what)
 {
-    /* on the heap: an abandoned rendezvous may still be written into (then never freed) */
-    group_list *lists = calloc((size_t)n, sizeof *lists);
-    if (!lists) {
-        return sl_error(SL_ERR_NOMEM, "MPI rendezvous: out of memory");
-    }
-    lists[me].n = n;
-    memcpy(lists[me].ranks, ranks, sizeof(int) * (size_t)n);
-    char mine[256], what[320];
-    snprintf(what, sizeof what, "MPI rendezvous of ranks %s",
-             ranks_str(ranks, n, mine, sizeof mine));
     MPI_Request reqs[2 * SL_COMM_MAX_RANKS];
     int k = 0, rc = MPI_SUCCESS;
-    for (int m = 0; m < n && rc == MPI_SUCCESS; m++) {
-        if (m != me) {
-            rc = MPI_Isend(&lists[me], sizeof lists[me], MPI_BYTE, ranks[m], 0, world,
-                           &reqs[k++]);
+    for (int m = 0; m < s->n && rc == MPI_SUCCESS; m++) {
+        if (m != s->me) {
+            int peer = comm == world ? s->ranks[m] : m;
+            rc = MPI_Isend(mine, bytes, MPI_BYTE, peer, tag, comm, &reqs[k++]);
             if (rc == MPI_SUCCESS) {
-                rc = MPI_Irecv(&lists[m], sizeof lists[m], MPI_BYTE, ranks[m], 0, world,
-                               &reqs[k++]);
+                void *theirs = bytes ? (char *)all + (size_t)m * (size_t)bytes : NULL;
+                rc = MPI_Irecv(theirs, bytes, MPI_BYTE, peer, tag, comm, &reqs[k++]);
             }
         }
     }
     if (rc != MPI_SUCCESS) {
         return give_up_on(rc, what);
     }
-    SL_TRY(wait_requests(k, reqs, ranks[me], timeout, what));
+    return wait_requests(k, reqs, s->ranks[s->me], s->timeout, what);
+}
+
+/* Before the (blocking) MPI_Comm_create_group: every member of s's group sends every other the
+ * group's ranks on the backend's world communicator and waits for theirs within the deadline; a
+ * member opening another group there fails naming both. */
+static sl_status rendezvous(const mpi_state *s)
+{
+    /* on the heap: an abandoned rendezvous may still be written into (then never freed) */
+    group_list *lists = calloc((size_t)s->n, sizeof *lists);
+    if (!lists) {
+        return sl_error(SL_ERR_NOMEM, "MPI rendezvous: out of memory");
+    }
+    lists[s->me].n = s->n;
+    memcpy(lists[s->me].ranks, s->ranks, sizeof(int) * (size_t)s->n);
+    char mine[256], what[320];
+    snprintf(what, sizeof what, "MPI rendezvous of ranks %s",
+             ranks_str(s->ranks, s->n, mine, sizeof mine));
+    SL_TRY(exchange(s, world, &lists[s->me], lists, (int)sizeof *lists, 0, what));
     sl_status st = SL_OK;
-    for (int m = 0; m < n && st == SL_OK; m++) {
+    for (int m = 0; m < s->n && st == SL_OK; m++) {
         const group_list *o = &lists[m];
-        if (o->n != n || memcmp(o->ranks, ranks, sizeof(int) * (size_t)n) != 0) {
+        if (o->n != s->n || memcmp(o->ranks, s->ranks, sizeof(int) * (size_t)s->n) != 0) {
             /* the ranks' messages are paired wrongly from here on: MPI is abandoned */
             char theirs[256], msg[sizeof abandoned];
             int on = o->n > 0 && o->n <= SL_COMM_MAX_RANKS ? o->n : 0;
             snprintf(msg, sizeof msg,
                      "rank %d opens the group of ranks %s but rank %d opens ranks %s there: the "
                      "ranks build their models' groups in different orders",
-                     ranks[me], mine, ranks[m], ranks_str(o->ranks, on, theirs, sizeof theirs));
+                     s->ranks[s->me], mine, s->ranks[m],
+                     ranks_str(o->ranks, on, theirs, sizeof theirs));
             st = give_up(SL_ERR_STATE, msg);
         }
     }
@@ -376,9 +386,13 @@ static sl_status mpi_open(const sl_rank_info *w, const int *ranks, int n, int me
     if (!s) {
         return sl_error(SL_ERR_NOMEM, "communicator: out of memory");
     }
+    s->n = n;
+    s->me = me;
+    s->timeout = timeout;
+    memcpy(s->ranks, ranks, sizeof(int) * (size_t)n);
     sl_status st = init_mpi(w, timeout);
     if (st == SL_OK) {
-        st = rendezvous(ranks, n, me, timeout);
+        st = rendezvous(s);
     }
     if (st != SL_OK) {
         free(s);
@@ -404,10 +418,6 @@ static sl_status mpi_open(const sl_rank_info *w, const int *ranks, int n, int me
         free(s);
         return mpi_fail(rc, call);
     }
-    s->n = n;
-    s->me = me;
-    s->timeout = timeout;
-    memcpy(s->ranks, ranks, sizeof(int) * (size_t)n);
     const char *check = getenv("SHARDLITE_COMM_CHECK");
     s->check = !(check && strcmp(check, "0") == 0);
     *state = s;
@@ -453,28 +463,6 @@ static MPI_Op mpi_op(sl_reduce r)
     }
 }
 
-/* Sends `bytes` at mine to every other member on check_comm (with tag) and receives theirs into
- * all[member], within the deadline. */
-static sl_status exchange(mpi_state *s, const void *mine, void *all, int bytes, int tag,
-                          const char *what)
-{
-    MPI_Request reqs[2 * SL_COMM_MAX_RANKS];
-    int k = 0, rc = MPI_SUCCESS;
-    for (int m = 0; m < s->n && rc == MPI_SUCCESS; m++) {
-        if (m != s->me) {
-            rc = MPI_Isend(mine, bytes, MPI_BYTE, m, tag, s->check_comm, &reqs[k++]);
-            if (rc == MPI_SUCCESS) {
-                void *theirs = bytes ? (char *)all + (size_t)m * (size_t)bytes : NULL;
-                rc = MPI_Irecv(theirs, bytes, MPI_BYTE, m, tag, s->check_comm, &reqs[k++]);
-            }
-        }
-    }
-    if (rc != MPI_SUCCESS) {
-        return give_up_on(rc, what);
-    }
-    return wait_requests(k, reqs, s->ranks[s->me], s->timeout, what);
-}
-
 /* Sends this rank's fingerprint of d to every member and compares theirs with it (point to
  * point: as fast as MPI_Allgather at 2 ranks, and waited for within the deadline). Then a
  * second round of empty messages: a member that gave up waiting in the first never sends its
@@ -487,7 +475,7 @@ static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d, const c
     s->mine = (fingerprint){.seq = s->seq, .count = d->count, .kind = (uint32_t)d->kind,
                             .dtype = (uint32_t)d->dtype, .reduce = (uint32_t)d->reduce,
                             .root = d->root, .model = d->model};
-    SL_TRY(exchange(s, &s->mine, s->all, (int)sizeof s->mine, 0, what));
+    SL_TRY(exchange(s, s->check_comm, &s->mine, s->all, (int)sizeof s->mine, 0, what));
     for (int m = 0; m < s->n; m++) {
         const fingerprint *o = &s->all[m];
         if (m != s->me && memcmp(o, &s->mine, sizeof *o) != 0) {
@@ -505,7 +493,7 @@ static sl_status check_fingerprints(mpi_state *s, const sl_coll_desc *d, const c
     }
     char second[256];
     snprintf(second, sizeof second, "%s, second round", what);
-    return exchange(s, NULL, NULL, 0, 1, second);
+    return exchange(s, s->check_comm, NULL, NULL, 0, 1, second);
 }
 
 /* Runs d's collective with MPI's blocking call. */
