@@ -6,17 +6,23 @@ import re
 _SHAPE_ITEM = re.compile(r"^\s*(?P<name>[^;\[\]]+?)\s*:\s*\[(?P<dims>[^\]]*)\]\s*$")
 
 
+_INLINE_COMMENT = re.compile(r"[ \t]#.*$", re.S)
+
+
 def read_ini(path):
     """The sections of an INI file: {section: {key: value}} with keys and values trimmed.
 
-    '#' and ';' lines are comments; entries before any section go to section ''. Unknown
-    sections are kept. Raises RuntimeError naming the line for text that is not an entry.
+    '#' and ';' lines are comments, and so is the rest of a line from a '#' that follows a space
+    or tab ("rank=1   # this process"; not ';', which separates input_shape's items); entries
+    before any section go to section ''.
+    Unknown sections are kept. Raises RuntimeError naming the line for text that is not an
+    entry.
     """
     sections = {}
     current = sections.setdefault("", {})
     with open(path, encoding="utf-8", errors="replace") as f:
         for number, raw in enumerate(f, 1):
-            line = raw.strip()
+            line = _INLINE_COMMENT.sub("", raw).strip()
             if not line or line[0] in "#;":
                 continue
             if line.startswith("[") and line.endswith("]") and "=" not in line:

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import _config, _shardlite
 from ._check import check_config, check_list, check_type
+from ._rank import rank_and_size
 from .context import Context
 from .tensor import DataType, Tensor, _IntEnum, _storable
 
@@ -100,9 +101,9 @@ class Model:
         check_type("context", context, Context)
         check_type("config_path", config_path, str)
         if not os.path.exists(model_path):
-            raise RuntimeError("build_from_file failed, model_path does not exist!")
+            raise _missing("model_path", model_path)
         if config_path and not os.path.exists(config_path):
-            raise RuntimeError("build_from_file failed, config_path does not exist!")
+            raise _missing("config_path", config_path)
         if config_dict is not None:
             check_config("config_dict", config_dict)
         if dec_key is not None:
@@ -299,6 +300,16 @@ def _fill_outputs(model, outputs, results):
             out._data = res._data
 
 
+def _missing(what, path):
+    """MindSpore Lite's error for a missing file, naming the path (and the rank in a job)."""
+    try:
+        rank, size = rank_and_size()
+    except RuntimeError:  # malformed rank variables: the build reports them
+        rank, size = 0, 1
+    where = f", on rank {rank} of {size}" if size > 1 else ""
+    return RuntimeError(f"build_from_file failed, {what} does not exist! ({path!r}{where})")
+
+
 def _configure_distributed(context, config):
     """Explicit rank configuration, before the build joins the model's communication groups:
     a ``[distributed]`` section (``rank``, ``size``, optional ``backend`` shm|mpi, ``job_id``,
@@ -307,13 +318,23 @@ def _configure_distributed(context, config):
     environment decides (see shardlite.distributed())."""
     section = config.get("distributed", {})
     table = _config.lookup(config, "rank_table_file")
+
+    def number(key, kind):
+        if key not in section:
+            raise ValueError(f"[distributed] sets rank or size but not {key}")
+        try:
+            return kind(section[key])
+        except ValueError:
+            raise ValueError(f"[distributed] {key}={section[key]!r} is not "
+                             f"{'an integer' if kind is int else 'a number'}") from None
+
     try:
         if "timeout" in section:
-            if float(section["timeout"]) <= 0:
-                raise ValueError("timeout must be a positive number of seconds")
+            if not 0 < number("timeout", float) < float("inf"):
+                raise ValueError("[distributed] timeout must be a positive number of seconds")
             os.environ["SHARDLITE_COMM_TIMEOUT"] = section["timeout"]
         if "rank" in section or "size" in section:
-            _shardlite.configure_distributed(int(section["rank"]), int(section["size"]),
+            _shardlite.configure_distributed(number("rank", int), number("size", int),
                                              section.get("job_id"), section.get("backend"))
         elif table:
             rank, size, job, backend = _rank_table(table, context.ascend.rank_id)

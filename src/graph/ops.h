@@ -77,7 +77,7 @@ typedef struct sl_params_coll {
     int64_t op;                               /* sl_reduce: sum, max, min, prod */
     int64_t group;                            /* 0..2: a world group name, -1: a sub-group */
     int64_t group_ranks[SL_GROUP_MAX], n_group_ranks; /* world ranks; empty: the world */
-    int64_t rank_size;                        /* informational */
+    int64_t rank_size;                        /* the group's size when exported (0: unset) */
     int64_t root_rank;                        /* Broadcast (group rank) */
     int64_t sr_tag, peer;                     /* Send dest_rank / Receive src_rank */
     int64_t split_count, split_dim, concat_dim; /* AlltoAll */

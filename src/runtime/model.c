@@ -35,9 +35,24 @@ static sl_status join_group(struct sl_model *m, int i)
     for (int64_t k = 0; k < p->n_group_ranks; k++) {
         ranks[k] = (int)p->group_ranks[k];
     }
+    const char *op = sl_op_get(n->op)->name;
+    sl_rank_info w;
+    SL_TRY(sl_comm_world(&w));
     sl_status st = sl_comm_get(ranks, (int)p->n_group_ranks, &m->comms[i]);
-    m->communicates |= st == SL_OK && sl_comm_size(m->comms[i]) > 1; /* alone: no order to keep */
-    return st == SL_OK ? st : sl_error_wrap(st, "node '%s' (%s)", n->name, sl_op_get(n->op)->name);
+    if (st != SL_OK) {
+        return sl_error_wrap(st, "node '%s' (%s)", n->name, op);
+    }
+    int size = sl_comm_size(m->comms[i]);
+    if (strcmp(w.source, "single") == 0) { /* built alone (to inspect or save it?): see predict */
+        m->alone = i;
+    } else if (p->rank_size > 0 && p->rank_size != size) {
+        return sl_error(SL_ERR_STATE,
+                        "node '%s' (%s) was exported for a group of %lld ranks (rank_size), but "
+                        "its group here has %d (world: %d ranks from %s)",
+                        n->name, op, (long long)p->rank_size, size, w.size, w.source);
+    }
+    m->communicates |= size > 1; /* alone: no order to keep */
+    return SL_OK;
 }
 
 sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
@@ -49,6 +64,7 @@ sl_status sl_runtime_create(sl_graph *g, int thread_num, struct sl_model **out)
         return sl_error(SL_ERR_NOMEM, "model: out of memory");
     }
     m->g = g;
+    m->alone = -1;
     sl_gemm_init();
     if (thread_num <= 0) {
         cpu_set_t allowed;
@@ -436,6 +452,16 @@ sl_status sl_runtime_predict(struct sl_model *m)
             }
         }
         return sl_error(SL_ERR_STATE, "the model is not built");
+    }
+    if (m->alone >= 0) { /* a slice run alone would give a slice's results */
+        const sl_node *n = &g->nodes[m->alone];
+        return sl_error(SL_ERR_STATE,
+                        "node '%s' (%s) needs the other ranks of a distributed job, but this "
+                        "process was started alone (no shardlite launch, mpirun, Slurm or "
+                        "[distributed] configuration found): start every rank with `shardlite "
+                        "launch -n N` or mpirun; to run this slice alone on purpose, set "
+                        "SHARDLITE_RANK=0 and SHARDLITE_WORLD_SIZE=1",
+                        n->name, sl_op_get(n->op)->name);
     }
     if (!m->communicates) {
         return run_nodes(m);

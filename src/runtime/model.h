@@ -24,6 +24,7 @@ struct sl_model {
     struct sl_comm **comms; /* [n_nodes] communication ops: their group's communicator */
     int *comm_model;        /* [n_nodes] the model's number in that one (0: not yet claimed) */
     int communicates;       /* some node has a communicator of more than one rank */
+    int alone;              /* a communication node built with no rank source (-1: none) */
     sl_value **call_in;   /* [max inputs] reused by every call */
     sl_value **call_out;  /* [max outputs] */
     sl_tensor *inputs;    /* [g->n_inputs] */

@@ -79,14 +79,16 @@ def test_build_missing_model_before_missing_config(mslite, tmp_path):
     with pytest.raises(RuntimeError) as e:
         mslite.Model().build_from_file(str(tmp_path / "missing.mindir"), mslite.ModelType.MINDIR,
                                        mslite.Context(), str(tmp_path / "missing.ini"))
-    assert msg(e) == "build_from_file failed, model_path does not exist!"
+    path = str(tmp_path / "missing.mindir")
+    assert msg(e) == f"build_from_file failed, model_path does not exist! ({path!r})"
 
 
 def test_build_missing_config(mslite, matmul_model, tmp_path):
     path, _ = matmul_model()
     with pytest.raises(RuntimeError) as e:
         build(mslite, path, mslite.Context(), config_path=str(tmp_path / "missing.ini"))
-    assert msg(e) == "build_from_file failed, config_path does not exist!"
+    missing = str(tmp_path / "missing.ini")
+    assert msg(e) == f"build_from_file failed, config_path does not exist! ({missing!r})"
 
 
 @pytest.mark.parametrize("bad", [["gpu_context"], {1: {"k": "v"}}, {"s": "v"}, {"s": {2: "v"}},

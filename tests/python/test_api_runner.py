@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import (concurrency_ratio, heavy_builder, machine_concurrency_ratio, matmul_builder,
-                      run_in_threads, run_python)
+from conftest import (concurrency_ratio, heavy_builder, launcher_free_env,
+                      machine_concurrency_ratio, matmul_builder, run_in_threads, run_python)
 
 
 def msg(excinfo):
@@ -177,7 +177,9 @@ def test_runner_of_a_distributed_model_has_one_worker(mslite, tmp_path):
         np.testing.assert_allclose(out["y"], want, rtol=1e-5)
         assert out["two"].startswith("ModelParallelRunner's init failed! Error is workers_num is "
                                      "2, but the model communicates with other ranks"), out
-    out = json.loads(run_python(args=[str(script), str(alone)]).stdout.strip().splitlines()[-1])
+    alone_env = dict(launcher_free_env(), SHARDLITE_RANK="0", SHARDLITE_WORLD_SIZE="1")
+    out = json.loads(run_python(args=[str(script), str(alone)], env=alone_env)
+                     .stdout.strip().splitlines()[-1])
     assert out["workers"] == 4 and out["two"] == "built", out
     np.testing.assert_allclose(out["y"], want, rtol=1e-5)
 

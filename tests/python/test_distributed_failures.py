@@ -138,7 +138,8 @@ def test_missing_model_file(models, tmp_path):
     proc = run_job(str(stem), "--loop", 30)
     assert proc.returncode == 1
     assert launcher_says(proc).startswith("shardlite launch: rank 1 exited with code 1")
-    assert "model_path does not exist" in "\n".join(rank_lines(proc.stderr, 1))
+    assert ("model_path does not exist! (%r, on rank 1 of 2)" % (str(stem) + "1.mindir")
+            in "\n".join(rank_lines(proc.stderr, 1))), proc.stderr
 
 
 def two_allreduces(w_slice, first, second):
@@ -394,3 +395,69 @@ def test_mpi_groups_built_in_different_orders(mslite, tmp_path):
     for mine, theirs, other in (("0,1", "0,1,2", 1), ("0,1,2", "0,1", 0)):
         assert (f"opens the group of ranks {mine} but rank {other} opens ranks {theirs} there"
                 in out), out
+
+
+ALONE_SCRIPT = """
+import sys
+import numpy as np
+import shardlite as mslite
+model = mslite.Model()
+model.build_from_file(sys.argv[1], mslite.ModelType.MINDIR, mslite.Context())
+inputs = model.get_inputs()
+inputs[0].set_data_from_numpy(np.ones((2, 4), np.float32))
+try:
+    print("result", model.predict(inputs)[0].get_data_to_numpy().ravel().tolist())
+except RuntimeError as e:
+    print("error", e)
+"""
+
+
+def test_a_slice_run_alone(models, tmp_path):
+    """A rank's slice started without a launcher, mpirun or rank configuration builds (to be
+    inspected or saved) but its predict fails instead of returning the slice's partial sums;
+    SHARDLITE_RANK=0 SHARDLITE_WORLD_SIZE=1 runs it alone on purpose (its AllReduce then
+    returns its own partial product)."""
+    from conftest import launcher_free_env
+
+    script = tmp_path / "alone.py"
+    script.write_text(ALONE_SCRIPT)
+    run = [sys.executable, str(script), models + "0.mindir"]
+    proc = subprocess.run(run, env=launcher_free_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("error "), proc.stdout + proc.stderr
+    assert "(AllReduce) needs the other ranks of a distributed job, but this process was " \
+           "started alone" in proc.stdout, proc.stdout
+    proc = subprocess.run(run, env=launcher_free_env(SHARDLITE_RANK="0", SHARDLITE_WORLD_SIZE="1"),
+                          capture_output=True, text=True, timeout=60)
+    want = (np.ones((2, 4), np.float32) @ W[:4]).ravel()
+    assert proc.stdout.startswith("result"), proc.stdout + proc.stderr
+    np.testing.assert_allclose(eval(proc.stdout.split(" ", 1)[1]), want, rtol=1e-6)
+
+
+def test_rank_size_must_match_the_group(tmp_path):
+    """A collective exported for a group of 4 ranks (its rank_size) fails to build in a job of
+    2, naming the node and both sizes, instead of gathering a wrong shape."""
+    from shardlite.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    x = b.input("x", [2, 3], np.float32)
+    b.output(b.op("AllGather", [x], {"group": "hccl_world_group", "rank_size": 4}))
+    b.save(tmp_path / "Gather0.mindir")
+    b.save(tmp_path / "Gather1.mindir")
+    script = tmp_path / "gather.py"
+    script.write_text("""
+import sys
+import shardlite as mslite
+rank = mslite.distributed()["rank"]
+try:
+    mslite.Model().build_from_file(sys.argv[1] + str(rank) + ".mindir", mslite.ModelType.MINDIR,
+                                   mslite.Context())
+    print("built")
+except RuntimeError as e:
+    print("error", e)
+""")
+    proc, _ = launch(["-n", 2, sys.executable, script, tmp_path / "Gather"])
+    for r in (0, 1):
+        assert ("was exported for a group of 4 ranks (rank_size), but its group here has 2"
+                in "\n".join(rank_lines(proc.stdout, r))), proc.stdout + proc.stderr

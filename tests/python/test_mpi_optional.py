@@ -56,6 +56,7 @@ def test_runs_without_the_mpi_plugin(mslite, tmp_path):
     b.save(model)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHARDLITE_", "OMPI_",
                                                                     "PMI_", "SLURM_"))}
+    env.update(SHARDLITE_RANK="0", SHARDLITE_WORLD_SIZE="1")  # a job of one rank, on purpose
     run = [sys.executable, "-c", SCRIPT, str(copy.parent), str(model)]
     ok = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
