@@ -37,11 +37,23 @@ int sl_comm_interrupted(void)
     return check && check();
 }
 
-double sl_comm_timeout(void)
+sl_status sl_comm_timeout(double *out)
 {
     const char *s = getenv("SHARDLITE_COMM_TIMEOUT");
-    double t = s ? atof(s) : 0;
-    return t > 0 ? t : 60.0;
+    *out = 60.0;
+    if (!s || !*s) {
+        return SL_OK;
+    }
+    char *end;
+    double t = strtod(s, &end);
+    if (end == s || *end || !(t > 0 && t <= SL_COMM_MAX_TIMEOUT)) { /* (NaN fails too) */
+        return sl_error(SL_ERR_INVALID_ARG,
+                        "SHARDLITE_COMM_TIMEOUT='%s': expected seconds, a number above 0 and at "
+                        "most %d",
+                        s, SL_COMM_MAX_TIMEOUT);
+    }
+    *out = t;
+    return SL_OK;
 }
 
 /* getenv(name) as an integer in [0, 2^20]: 1 read, 0 unset or empty, -1 malformed (with the
@@ -255,9 +267,13 @@ sl_status sl_comm_get(const int *ranks, int n, sl_comm **out)
     } else {
         st = sl_error(SL_ERR_INVALID_ARG, "communication backend '%s' (shm or mpi)", w.backend);
     }
+    double timeout;
+    if (st == SL_OK) {
+        st = sl_comm_timeout(&timeout);
+    }
     if (st == SL_OK) {
         /* the rendezvous runs under the lock: models of one process join groups in turn */
-        st = c->backend->open(&w, ranks, n, me, sl_comm_timeout(), &c->state);
+        st = c->backend->open(&w, ranks, n, me, timeout, &c->state);
         if (st != SL_OK) {
             st = sl_error_wrap(st, "%s communicator of %d ranks (rank %d, job %s, from %s)",
                                c->backend->name, n, w.rank, w.job, w.source);

@@ -96,8 +96,10 @@ sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *o
 const char *sl_coll_name(sl_coll kind);
 /* "AllReduce(sum, float32, 1024)" into buf: for error messages. */
 SL_API const char *sl_coll_str(const sl_coll_desc *d, char *buf, size_t n);
-/* The seconds a wait may last (SHARDLITE_COMM_TIMEOUT, default 60). */
-double sl_comm_timeout(void);
+/* The seconds a wait may last: SHARDLITE_COMM_TIMEOUT (default 60), above 0 and at most
+ * SL_COMM_MAX_TIMEOUT; anything else fails, naming the variable. */
+#define SL_COMM_MAX_TIMEOUT 1000000
+sl_status sl_comm_timeout(double *out);
 /* Whether a wait should end (the check of sl_set_interrupt_check says so): waits ask every
  * ~10 ms. */
 SL_API int sl_comm_interrupted(void);

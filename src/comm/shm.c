@@ -17,14 +17,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <linux/futex.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -113,6 +117,8 @@ typedef struct shm_header {
 
 typedef struct shm_comm {
     char name[128];
+    uint64_t name_hash;   /* of the job id and the group's ranks */
+    struct place *place;  /* this member's place in the group, held (see claim_place) */
     int n, me;
     int world_ranks[SL_COMM_MAX_RANKS];
     double timeout;
@@ -301,13 +307,19 @@ static sl_status wait_all(shm_comm *c, size_t field, uint64_t target, const char
 
 /* ---- rendezvous ---- */
 
-static void segment_name(char *out, size_t n, const sl_rank_info *w, const int *ranks, int count)
+/* The segment's name: the job id (what fits of it, other characters than letters and digits as
+ * '_'), the group's size and a hash of the whole job id and the group's ranks, so that two jobs
+ * or groups never share a name. */
+static void segment_name(shm_comm *c, const sl_rank_info *w, const int *ranks, int count)
 {
     uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < count; i++) {
-        h = (h ^ (uint64_t)ranks[i]) * 1099511628211ull;
+    for (const char *p = w->job; *p; p++) {
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
     }
-    char job[64];
+    for (int i = 0; i < count; i++) {
+        h = (h ^ (uint64_t)(uint32_t)ranks[i] ^ 0x100) * 1099511628211ull;
+    }
+    char job[41];
     size_t k = 0;
     for (const char *p = w->job; *p && k + 1 < sizeof job; p++) {
         char ch = *p;
@@ -316,7 +328,90 @@ static void segment_name(char *out, size_t n, const sl_rank_info *w, const int *
                        : '_';
     }
     job[k] = '\0';
-    snprintf(out, n, "/shardlite-%s-%d-%016llx", job, count, (unsigned long long)h);
+    c->name_hash = h;
+    snprintf(c->name, sizeof c->name, "/shardlite-%s-%d-%016llx", job, count,
+             (unsigned long long)h);
+}
+
+/* This member's place in the group, held for as long as one of the process's communicators
+ * of the group lives (a failed one may live beside its replacement): a listening Unix socket in
+ * the abstract namespace, named after the segment and the member. It goes when the process
+ * goes, however it ends, and leaves nothing in the file system. Another process taking the
+ * same place (a second job with the same job id, or a rank started twice) fails at once,
+ * naming the holder, instead of pairing with the wrong job's ranks. */
+typedef struct place {
+    uint64_t hash;
+    int me, fd, refs;
+    pid_t owner; /* (a forked child's copy of the list is not its own) */
+    struct place *next;
+} place;
+
+static pthread_mutex_t places_mu = PTHREAD_MUTEX_INITIALIZER;
+static place *places;
+
+static sl_status claim_place(shm_comm *c, const sl_rank_info *w)
+{
+    pthread_mutex_lock(&places_mu);
+    for (place *p = places; p; p = p->next) {
+        if (p->hash == c->name_hash && p->me == c->me && p->owner == getpid()) {
+            p->refs++;
+            c->place = p;
+            pthread_mutex_unlock(&places_mu);
+            return SL_OK;
+        }
+    }
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int len = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "shardlite-%016llx-%d",
+                       (unsigned long long)c->name_hash, c->me);
+    socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    place *p = calloc(1, sizeof *p);
+    if (fd >= 0 && p && bind(fd, (struct sockaddr *)&a, alen) == 0 && listen(fd, 1) == 0) {
+        *p = (place){c->name_hash, c->me, fd, 1, getpid(), places};
+        places = c->place = p;
+        pthread_mutex_unlock(&places_mu);
+        return SL_OK;
+    }
+    pthread_mutex_unlock(&places_mu);
+    int err = p ? errno : ENOMEM;
+    free(p);
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (err != EADDRINUSE) {
+        return sl_error(SL_ERR_IO, "rank %d cannot claim its place in %s: %s",
+                        c->world_ranks[c->me], c->name, strerror(err));
+    }
+    struct ucred holder = {0}; /* the listener's process, as a client sees it */
+    socklen_t hlen = sizeof holder;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, alen) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &holder, &hlen) != 0) {
+        holder.pid = 0;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return sl_error(SL_ERR_STATE,
+                    "rank %d of job '%s' (group of %d ranks) is already running on this host "
+                    "(pid %d): two jobs with the same job id, or one rank started twice?",
+                    c->world_ranks[c->me], w->job, c->n, (int)holder.pid);
+}
+
+static void release_place(place *p)
+{
+    pthread_mutex_lock(&places_mu);
+    if (--p->refs == 0) {
+        for (place **q = &places; *q; q = &(*q)->next) {
+            if (*q == p) {
+                *q = p->next;
+                break;
+            }
+        }
+        close(p->fd);
+        free(p);
+    }
+    pthread_mutex_unlock(&places_mu);
 }
 
 /* The segment's size (base == NULL, before mapping) or its parts' addresses (after). */
@@ -335,12 +430,24 @@ static void layout(shm_comm *c)
     }
 }
 
-/* SHARDLITE_SHM_SLOT_BYTES, within [4 KiB, 1 GiB] (else the default) */
-static size_t slot_bytes(void)
+/* SHARDLITE_SHM_SLOT_BYTES (unset or empty: the default), within [4 KiB, 1 GiB] */
+static sl_status slot_bytes(size_t *out)
 {
     const char *s = getenv("SHARDLITE_SHM_SLOT_BYTES");
-    long long v = s ? atoll(s) : 0;
-    return v >= 4096 && v <= (1ll << 30) ? align_up((size_t)v, LINE) : DEFAULT_SLOT_BYTES;
+    *out = DEFAULT_SLOT_BYTES;
+    if (!s || !*s) {
+        return SL_OK;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || errno || v < 4096 || v > (1ll << 30)) {
+        return sl_error(SL_ERR_INVALID_ARG,
+                        "SHARDLITE_SHM_SLOT_BYTES='%s': expected bytes, from 4096 to 1073741824",
+                        s);
+    }
+    *out = align_up((size_t)v, LINE);
+    return SL_OK;
 }
 
 static sl_status create_segment(shm_comm *c)
@@ -415,35 +522,61 @@ static sl_status create_segment(shm_comm *c)
     return sl_error(SL_ERR_IO, "cannot create shared memory %s", c->name);
 }
 
+/* Whether fd holds a segment made by a live rank 0 with other settings than this member's
+ * (else it is being set up: look again); if so, says how. */
+static sl_status settings_differ(shm_comm *c, int fd, size_t size)
+{
+    if (size < sizeof(shm_header)) {
+        return SL_OK;
+    }
+    shm_header *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED) {
+        return SL_OK;
+    }
+    int made = atomic_load_explicit(&h->magic, memory_order_acquire) == SHM_MAGIC &&
+               alive(atomic_load(&h->pids[0]));
+    unsigned n = h->n;
+    unsigned long long slot = h->slot_bytes;
+    munmap(h, sizeof *h);
+    if (!made) {
+        return SL_OK;
+    }
+    return sl_error(SL_ERR_STATE,
+                    "rank %d made %s for %u ranks and %llu-byte slots, rank %d expects %d and %zu "
+                    "(SHARDLITE_SHM_SLOT_BYTES differs between the ranks?)",
+                    c->world_ranks[0], c->name, n, slot, c->world_ranks[c->me], c->n, c->slot);
+}
+
 static sl_status attach_segment(shm_comm *c)
 {
     double start = now_s(), last_check = start;
     for (;;) {
         int fd = shm_open(c->name, O_RDWR, 0600);
-        if (fd >= 0) {
-            struct stat sb;
-            if (fstat(fd, &sb) == 0 && sb.st_uid == getuid() && (size_t)sb.st_size == c->total) {
-                c->base = mmap(NULL, c->total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-                close(fd);
-                if (c->base == MAP_FAILED) {
-                    c->base = NULL;
-                    return sl_error(SL_ERR_IO, "cannot map %s: %s", c->name, strerror(errno));
+        struct stat sb;
+        if (fd >= 0 && (fstat(fd, &sb) != 0 || sb.st_uid != getuid())) {
+            close(fd);
+        } else if (fd >= 0 && (size_t)sb.st_size != c->total) {
+            sl_status st = settings_differ(c, fd, (size_t)sb.st_size);
+            close(fd);
+            SL_TRY(st);
+        } else if (fd >= 0) {
+            c->base = mmap(NULL, c->total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            close(fd);
+            if (c->base == MAP_FAILED) {
+                c->base = NULL;
+                return sl_error(SL_ERR_IO, "cannot map %s: %s", c->name, strerror(errno));
+            }
+            c->hdr = (shm_header *)c->base;
+            while (atomic_load_explicit(&c->hdr->magic, memory_order_acquire) != SHM_MAGIC) {
+                if (now_s() - start > c->timeout) {
+                    return sl_error(SL_ERR_STATE, "shared memory %s was never initialised",
+                                    c->name);
                 }
-                c->hdr = (shm_header *)c->base;
-                while (atomic_load_explicit(&c->hdr->magic, memory_order_acquire) != SHM_MAGIC) {
-                    if (now_s() - start > c->timeout) {
-                        return sl_error(SL_ERR_STATE, "shared memory %s was never initialised",
-                                        c->name);
-                    }
-                    sched_yield();
-                }
-                if (c->hdr->n != (uint32_t)c->n || c->hdr->slot_bytes != c->slot) {
-                    return sl_error(SL_ERR_STATE,
-                                    "shared memory %s was made for %u ranks and %llu-byte slots, "
-                                    "this rank expects %d and %zu (different settings per rank?)",
-                                    c->name, c->hdr->n, (unsigned long long)c->hdr->slot_bytes,
-                                    c->n, c->slot);
-                }
+                sched_yield();
+            }
+            /* (a dead rank 0's segment was left by a job that died at its rendezvous: this
+             * job's rank 0 replaces it) */
+            if (alive(atomic_load(&c->hdr->pids[0]))) {
                 atomic_store(&c->hdr->pids[c->me], (int32_t)getpid());
                 sl_cpus_allowed(&c->hdr->cpus[c->me]);
                 uint32_t seen = atomic_load(&c->hdr->attached);
@@ -455,12 +588,10 @@ static sl_status attach_segment(shm_comm *c)
                 }
                 /* a finished rendezvous of this group (this process's previous communicator,
                  * closed while member 0 had yet to unlink the name): wait for the new one */
-                munmap(c->base, c->total);
-                c->base = NULL;
-                c->hdr = NULL;
-            } else {
-                close(fd); /* being set up, or the size differs: look again */
             }
+            munmap(c->base, c->total);
+            c->base = NULL;
+            c->hdr = NULL;
         }
         double t = now_s();
         if (t - start > c->timeout) {
@@ -488,6 +619,9 @@ static void shm_close(void *state)
     if (c->base) {
         munmap(c->base, c->total);
     }
+    if (c->place) {
+        release_place(c->place);
+    }
     free(c);
 }
 
@@ -506,7 +640,11 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
     c->n = n;
     c->me = me;
     c->timeout = timeout;
-    c->slot = slot_bytes();
+    sl_status st = slot_bytes(&c->slot);
+    if (st != SL_OK) {
+        free(c);
+        return st;
+    }
     const char *stores = getenv("SHARDLITE_SHM_STORES");
     if (!stores || !*stores || strcmp(stores, "auto") == 0) {
         c->stores = HAVE_STREAMING_STORES ? STORES_AUTO : STORES_CACHED;
@@ -521,9 +659,12 @@ static sl_status shm_open_group(const sl_rank_info *w, const int *ranks, int n, 
                         HAVE_STREAMING_STORES ? " or streaming" : " (no streaming stores here)");
     }
     memcpy(c->world_ranks, ranks, sizeof(int) * (size_t)n);
-    segment_name(c->name, sizeof c->name, w, ranks, n);
+    segment_name(c, w, ranks, n);
     layout(c); /* the size, for creating or checking the segment */
-    sl_status st = me == 0 ? create_segment(c) : attach_segment(c);
+    st = claim_place(c, w);
+    if (st == SL_OK) {
+        st = me == 0 ? create_segment(c) : attach_segment(c);
+    }
     if (st == SL_OK) {
         layout(c); /* the pointers, now that the segment is mapped */
         /* every member maps the segment before its name goes away */

@@ -2,7 +2,9 @@
  * 2 and 4 ranks against plain loops (same member order, so bit-exact), bit-identical results
  * across ranks, sub-groups, point-to-point, two jobs at once, a collective mismatch, a dead
  * peer, one claimant at a time, a group opened again at once, segments of mode 0600, a
- * segment too big for /dev/shm, and no /dev/shm entry left behind. */
+ * segment too big for /dev/shm, no /dev/shm entry left behind, a second job with a running
+ * job's id, a segment left by a killed rank, ranks with different slot sizes, and the
+ * deadline's setting. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -737,6 +739,164 @@ static void test_world_from_environment(void **state)
     assert_int_equal(w.size, 1);
 }
 
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* SHARDLITE_COMM_TIMEOUT: seconds above 0 (60 when unset); anything else, infinity included
+ * (no deadline at all), fails naming the variable. */
+static void test_timeout_setting(void **state)
+{
+    (void)state;
+    const char *was = getenv("SHARDLITE_COMM_TIMEOUT");
+    char *saved = was ? strdup(was) : NULL;
+    double t = 0;
+    unsetenv("SHARDLITE_COMM_TIMEOUT");
+    assert_int_equal(sl_comm_timeout(&t), SL_OK);
+    assert_true(t == 60.0);
+    setenv("SHARDLITE_COMM_TIMEOUT", "2.5", 1);
+    assert_int_equal(sl_comm_timeout(&t), SL_OK);
+    assert_true(t == 2.5);
+    const char *bad[] = {"inf", "1e999", "nan", "abc", "-5", "0", "2s", " ", "2000000"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("SHARDLITE_COMM_TIMEOUT", bad[i], 1);
+        assert_int_equal(sl_comm_timeout(&t), SL_ERR_INVALID_ARG);
+        char want[64];
+        snprintf(want, sizeof want, "SHARDLITE_COMM_TIMEOUT='%s'", bad[i]);
+        assert_non_null(strstr(sl_last_error(), want));
+    }
+    if (saved) {
+        setenv("SHARDLITE_COMM_TIMEOUT", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("SHARDLITE_COMM_TIMEOUT");
+    }
+}
+
+/* A sum of every rank's (rank + 1), checked. */
+static void sum_ranks(int rank, int n, sl_comm *c)
+{
+    float x = (float)(rank + 1), y = 0;
+    sl_coll_desc d = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_FLOAT32, .count = 1};
+    CHECK(sl_comm_run(c, &d, &x, &y) == SL_OK);
+    CHECK(y == (float)(n * (n + 1) / 2));
+}
+
+/* Holds the world group for a second, then sums. */
+static uint64_t hold_then_sum(int rank, int n)
+{
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+    usleep(1000000);
+    sum_ranks(rank, n, c);
+    sl_comm_release(c);
+    return 1;
+}
+
+/* A rank whose place in the group another process holds fails at once, naming it. */
+static uint64_t refused(int rank, int n)
+{
+    (void)n;
+    sl_comm *c;
+    double t0 = now_s();
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_ERR_STATE);
+    CHECK(strstr(sl_last_error(), "is already running on this host (pid ") != NULL);
+    CHECK(now_s() - t0 < 0.5);
+    return 1;
+}
+
+/* A second job with the id of a running one fails at once instead of pairing its ranks with
+ * the first job's; the first job is not disturbed. */
+static void test_same_job_id_twice(void **state)
+{
+    (void)state;
+    char job[64];
+    snprintf(job, sizeof job, "t%d_same", (int)getpid());
+    uint64_t first[MAX_N], second[MAX_N];
+    pid_t pa[MAX_N], pb[MAX_N];
+    run_job(job, 2, hold_then_sum, first, pa, 0);
+    usleep(300000); /* the first job's ranks hold their places */
+    assert_int_equal(run_job(job, 2, refused, second, pb, 1), 2);
+    assert_int_equal(collect(job, 2, first, pa), 2);
+    assert_int_equal(shm_entries(job), 0);
+}
+
+/* Rank 0 comes 0.3 s after rank 1, then both sum. */
+static uint64_t rank0_late_sum(int rank, int n)
+{
+    if (rank == 0) {
+        usleep(300000);
+    }
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+    sum_ranks(rank, n, c);
+    sl_comm_release(c);
+    return 1;
+}
+
+/* A segment left by a rank 0 killed at its rendezvous: a later job with the same id (a fixed
+ * job id, a rank table's) runs, even when its rank 1 finds the old segment first, and leaves
+ * nothing behind. */
+static void test_segment_of_a_killed_rank(void **state)
+{
+    (void)state;
+    char job[64];
+    snprintf(job, sizeof job, "t%d_stale", (int)getpid());
+    pid_t p = fork();
+    assert_true(p >= 0);
+    if (p == 0) {
+        sl_comm *c;
+        if (sl_comm_configure(0, 2, job, "shm") == SL_OK) {
+            sl_comm_get(NULL, 0, &c); /* waits for rank 1 */
+        }
+        _exit(0);
+    }
+    for (int i = 0; i < 1000 && shm_entries(job) == 0; i++) {
+        usleep(10000);
+    }
+    kill(p, SIGKILL);
+    waitpid(p, NULL, 0);
+    assert_int_equal(shm_entries(job), 1);
+    uint64_t sums[MAX_N];
+    pid_t pids[MAX_N];
+    assert_int_equal(run_job(job, 2, rank0_late_sum, sums, pids, 1), 2);
+    assert_int_equal(shm_entries(job), 0);
+}
+
+/* Ranks with different SHARDLITE_SHM_SLOT_BYTES: the one that finds the other's segment says
+ * so at once (rank 0 then meets its deadline); a malformed value fails, naming it. */
+static uint64_t slots_differ(int rank, int n)
+{
+    (void)n;
+    sl_comm *c;
+    setenv("SHARDLITE_COMM_TIMEOUT", "2", 1);
+    if (rank == 0) {
+        setenv("SHARDLITE_SHM_SLOT_BYTES", "8192", 1);
+        CHECK(sl_comm_get(NULL, 0, &c) == SL_ERR_STATE);
+        return 1;
+    }
+    setenv("SHARDLITE_SHM_SLOT_BYTES", "8k", 1);
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_ERR_INVALID_ARG);
+    CHECK(strstr(sl_last_error(), "SHARDLITE_SHM_SLOT_BYTES='8k'") != NULL);
+    unsetenv("SHARDLITE_SHM_SLOT_BYTES");
+    usleep(300000); /* rank 0 has made its segment */
+    double t0 = now_s();
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_ERR_STATE);
+    CHECK(strstr(sl_last_error(), "for 2 ranks and 8192-byte slots") != NULL &&
+          strstr(sl_last_error(), "SHARDLITE_SHM_SLOT_BYTES differs") != NULL);
+    CHECK(now_s() - t0 < 1.0);
+    return 1;
+}
+
+static void test_slot_settings_differ(void **state)
+{
+    (void)state;
+    assert_true(run_pair("slots", slots_differ));
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -753,6 +913,10 @@ int main(void)
         cmocka_unit_test(test_dead_peer_fails_fast),
         cmocka_unit_test(test_missing_peer_times_out),
         cmocka_unit_test(test_segment_too_big_for_dev_shm),
+        cmocka_unit_test(test_timeout_setting),
+        cmocka_unit_test(test_same_job_id_twice),
+        cmocka_unit_test(test_segment_of_a_killed_rank),
+        cmocka_unit_test(test_slot_settings_differ),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
