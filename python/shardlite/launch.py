@@ -16,14 +16,13 @@ own (a collective error is then reported by each rank), then SIGTERM, then SIGKI
 names the rank and how it ended and exits with its exit code (128 + the signal number when it
 was killed). Every wait is bounded but one: the output of ranks that have ended is passed on in
 full, however slowly it is read. Whatever the ranks started ends with them (their process groups
-are killed at the end; a watchdog process does it should the launcher itself be killed), and
-the job's leftover /dev/shm/shardlite-<job>-* segments (left when a rank dies during its
-rendezvous) are removed at the end.
+are killed at the end, by a watchdog process that does it however the launcher ends, SIGKILL
+included), and so do the job's /dev/shm/shardlite-<job>-* segments that a rank killed during
+its rendezvous left.
 """
 
 import argparse
 import ctypes
-import glob
 import os
 import secrets
 import signal
@@ -44,8 +43,9 @@ _GRACE_S = 3.0
 # After SIGKILL: how long to wait for the processes to go (a process in uninterruptible sleep
 # may never); then the launcher gives up on them.
 _REAP_S = 5.0
-# After the ranks have ended, how long an output thread may wait for input (a leftover child
-# may hold the pipe open without writing); a thread still writing is always waited for.
+# After the ranks have ended, how long in all an output thread may wait for input (a child that
+# left the ranks' groups may hold the pipe open, writing now and then or never); time spent
+# passing output on to a slow reader does not count.
 _DRAIN_S = 2.0
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
@@ -124,9 +124,10 @@ def cpu_blocks(size, cpus=None, siblings=_siblings):
              for c in core} for r in range(size)]
 
 
-def shm_leftovers(job):
-    """The job's shared-memory segments still in /dev/shm."""
-    return glob.glob(f"/dev/shm/shardlite-{glob.escape(job)}-*")
+def _segments(job):
+    """The glob pattern of the job's shared-memory segments (its id has only letters and
+    digits: new_job_id)."""
+    return f"/dev/shm/shardlite-{job}-*"
 
 
 def _preexec(cpus):
@@ -151,23 +152,29 @@ def _preexec(cpus):
 
 class _Pump(threading.Thread):
     """Copies a rank's output to stream line by line, each line prefixed with '[rank] '. Once
-    the stream is closed (`| head` has ended), reads on without writing, so that the rank is
-    not blocked on a full pipe. idle_since: since when it has waited for input (None while it
-    handles a line)."""
+    the stream is closed (`| head` has ended), or when there is none (the launcher's own was
+    closed), reads on without writing, so that the rank is not blocked on a full pipe."""
 
     def __init__(self, src, rank, stream, lock):
         super().__init__(daemon=True)
         self.src, self.stream, self.lock = src, stream, lock
         self.prefix = f"[{rank}] ".encode()
-        self.idle_since = None
+        self.idle_since = None  # since when it waits for input (None while it handles a line)
+        self.idle_before = 0.0  # seconds it waited for input before that
+
+    def idle(self, now):
+        """Seconds it has waited for input in all, up to now."""
+        since = self.idle_since
+        return self.idle_before + (now - since if since is not None else 0.0)
 
     def run(self):
         out = getattr(self.stream, "buffer", None)
-        broken = False
+        broken = self.stream is None
         with self.src:
             while True:
                 self.idle_since = time.monotonic()
                 line = self.src.readline()
+                self.idle_before += time.monotonic() - self.idle_since
                 self.idle_since = None
                 if not line:
                     return
@@ -188,38 +195,55 @@ class _Pump(threading.Thread):
 
 def _drain(pumps):
     """Waits for the output threads after the ranks have ended (and their groups were killed):
-    for as long as any is writing (a slow reader gets everything), and up to _DRAIN_S of waiting
-    for input that nothing may send (a rank's child that left its group)."""
+    for as long as any passes output on (a slow reader gets everything), until each has waited
+    _DRAIN_S in all for input that may never end (a child that left the ranks' groups and
+    holds the pipe, silent or writing now and then)."""
     start = time.monotonic()
+    before = {t: t.idle(start) for t in pumps}
     while True:
         alive = [t for t in pumps if t.is_alive()]
         now = time.monotonic()
-        if all(t.idle_since is not None and now - max(t.idle_since, start) > _DRAIN_S
-               for t in alive):
+        if all(t.idle(now) - before[t] > _DRAIN_S for t in alive):
             return
         alive[0].join(_POLL_S)
 
 
-# The watchdog: reads the ranks' process-group ids, one per line, and SIGKILLs those groups at
-# the end of its input, that is when the launcher ends, however it ends (SIGKILL included).
+# The watchdog: reads the ranks' process-group ids, one per line; at the end of its input, that
+# is when the launcher ends, however it ends (SIGKILL included), SIGKILLs those groups, waits
+# (up to 5 s) until they are gone and removes the job's shared-memory segments (argv[1]: their
+# glob pattern) that a rank killed during its rendezvous left.
 _WATCHDOG = """
-import os, signal, sys
+import glob, os, signal, sys, time
 pgids = [int(line) for line in sys.stdin]
 for pgid in pgids:
     try:
         os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
+deadline = time.monotonic() + 5
+for pgid in pgids:
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except OSError:
+            break
+        time.sleep(0.01)
+for path in glob.glob(sys.argv[1]):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 """
 
 
-def _watchdog():
+def _watchdog(job):
     """Starts the watchdog, in a session of its own and with no file of the launcher's but its
     input: a rank dies with the launcher (PDEATHSIG), but what the rank started (a wrapper's
-    child, a background job) would outlive a launcher killed with SIGKILL."""
-    return subprocess.Popen([sys.executable, "-c", _WATCHDOG], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    child, a background job) would outlive a launcher killed with SIGKILL, and so would the
+    segments of a rank killed during its rendezvous."""
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, _segments(job)],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 class _Job:
@@ -229,6 +253,7 @@ class _Job:
         self.procs = procs
         self.signals = []  # signals the launcher received (and forwarded)
         self.stopped = set()  # ranks the launcher stopped after another failed
+        self.ended_at = {}  # rank -> when the launcher saw it end
 
     def live(self):
         return [r for r, p in enumerate(self.procs) if p.returncode is None]
@@ -299,6 +324,7 @@ def _supervise(job):
     while True:
         now = time.monotonic()
         ended = [r for r in job.live() if job.procs[r].poll() is not None]
+        job.ended_at.update((r, now) for r in ended)
         failed = [r for r in ended if job.procs[r].returncode != 0]
         if failed and failure is None:
             # A rank killed by a signal is more likely the cause than one that exited with an
@@ -349,11 +375,11 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
             for sig in _FORWARDED:
                 previous[sig] = signal.signal(sig, lambda s, f: pending.append(s))
         try:
-            watchdog = _watchdog()
+            watchdog = _watchdog(job_id)
             job, pumps = _start(cmd, size, job_id, prefix, timeout, bind, watchdog)
         except OSError as e:
             _say(f"cannot start {cmd[0]}: {e.strerror or e}")
-            return 127
+            return 126 if isinstance(e, PermissionError) else 127
         if main_thread:
             for sig in _FORWARDED:
                 signal.signal(sig, job.on_signal)
@@ -361,17 +387,12 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
                 job.on_signal(sig, None)
         failure = _supervise(job)
     finally:
-        if watchdog is not None:  # ends what the ranks left behind
+        if watchdog is not None:  # ends what the ranks left behind, segments included
             watchdog.stdin.close()
-            _wait(watchdog, _REAP_S)
+            _wait(watchdog, 2 * _REAP_S)
         for sig, handler in previous.items():
             if handler is not None:  # None: installed outside Python, cannot be restored
                 signal.signal(sig, handler)
-        for path in shm_leftovers(job_id):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
     _drain(pumps)
     if job.signals:
         sig = job.signals[0]
@@ -381,6 +402,9 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
         rank, rc = failure
         others = [f"rank {r} {describe(p.returncode)}" for r, p in enumerate(job.procs)
                   if r != rank and r not in job.stopped and p.returncode not in (None, 0)]
+        # a rank that left early (exit 0) may be what the failing one waited for
+        others += [f"rank {r} had exited with code 0 before it" for r, p in enumerate(job.procs)
+                   if p.returncode == 0 and job.ended_at[r] < job.ended_at[rank]]
         _say(f"rank {rank} {describe(rc)}" + (f" ({'; '.join(others)})" if others else ""))
         return exit_status(rc)
     return 0

@@ -171,13 +171,72 @@ def test_launcher_killed_leaves_nothing_running():
     assert not left, "the ranks' children outlived the launcher"
 
 
-def test_leftover_child_ends_with_the_job():
-    """A rank that leaves a child printing forever: the job still ends once the rank has (the
-    ranks' groups are killed at the end), with the rank's status."""
-    loop = "(while :; do echo tick; sleep 0.2; done) & echo done"
-    proc, wall = launch(["-n", 1, "sh", "-c", loop], timeout=30)
+@pytest.mark.parametrize("escape", ["", "setsid "])
+def test_leftover_child_ends_with_the_job(escape):
+    """A rank that leaves a child printing forever: the job still ends once the rank has, with
+    the rank's status. The ranks' groups are killed at the end; a child that left them (setsid)
+    is not waited for once it has held the output pipe 2 s without a rank behind it."""
+    marker = "tick%d_%06d" % (os.getpid(), uuid.uuid4().int % 10 ** 6)
+    loop = f"{escape}sh -c 'while :; do echo {marker}; sleep 0.2; done' & echo done"
+    try:
+        proc, wall = launch(["-n", 1, "sh", "-c", loop], timeout=30)
+    finally:
+        for pid in processes_running(marker):
+            os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 0 and wall < 10, proc.stderr
     assert "done" in rank_lines(proc.stdout, 0)  # (the child's first tick may come first)
+
+
+def test_launcher_without_stdout():
+    """A launcher whose standard output is closed passes nothing on, and the ranks, printing
+    more than a pipe holds, still run to their end."""
+    code = "for i in range(100000): print(i)"
+    proc = subprocess.run([sys.executable, "-m", "shardlite", "launch", "-n", "2",
+                           sys.executable, "-c", code], cwd=str(REPO), env=launch_env(),
+                          stderr=subprocess.PIPE, text=True, timeout=60,
+                          preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_a_rank_that_left_early_is_named():
+    """When a rank fails after another exited 0, the launcher's message names the one that
+    left: it may be what the failing rank waited for."""
+    code = ("import os, sys, time\n"
+            "if os.environ['SHARDLITE_RANK'] == '0':\n"
+            "    time.sleep(1)\n"
+            "    sys.exit(1)\n")
+    proc, _ = launch(["-n", 2, sys.executable, "-c", code])
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == ("shardlite launch: rank 0 exited with code 1 (rank 1 "
+                                            "had exited with code 0 before it)"), proc.stderr
+
+
+def test_launcher_killed_at_a_rendezvous_leaves_no_segment(tmp_path):
+    """A launcher killed with SIGKILL while its rank 0 waits at the rendezvous for a rank 1 that
+    never comes: the watchdog removes the segment rank 0 made."""
+    row_split_models(tmp_path, np.ones((8, 3), np.float32))
+    code = ("import os, sys, time\n"
+            "import shardlite as mslite\n"
+            "print('job', os.environ['SHARDLITE_JOB_ID'], flush=True)\n"
+            "if os.environ['SHARDLITE_RANK'] == '1':\n"
+            "    time.sleep(60)\n"
+            "mslite.Model().build_from_file(sys.argv[1], mslite.ModelType.MINDIR)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
+                             sys.executable, "-c", code, str(tmp_path / "Matmul0.mindir")],
+                            cwd=str(REPO), env=launch_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    job = proc.stdout.readline().split()[-1]
+    pattern = f"shardlite-{job}-"
+    deadline = time.monotonic() + 20
+    while not [p for p in os.listdir("/dev/shm") if p.startswith(pattern)]:
+        assert time.monotonic() < deadline, "rank 0 made no segment"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while [p for p in os.listdir("/dev/shm") if p.startswith(pattern)]:
+        assert time.monotonic() < deadline, "the segment outlived the launcher"
+        time.sleep(0.05)
 
 
 def test_success_and_bad_arguments():
@@ -185,6 +244,8 @@ def test_success_and_bad_arguments():
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     missing, _ = launch(["-n", 2, "/nonexistent/program"])
     assert missing.returncode == 127 and "cannot start /nonexistent/program" in missing.stderr
+    denied, _ = launch(["-n", 2, os.path.abspath(__file__)])  # not executable
+    assert denied.returncode == 126 and "Permission denied" in denied.stderr, denied.stderr
     for bad in (["-n", 0, "true"], ["-n", 2], ["-n", 2, "--timeout", "0", "true"]):
         proc, _ = launch(bad)
         assert proc.returncode != 0 and proc.stderr, bad
