@@ -66,7 +66,7 @@ static int env_int(const char *name, int *out, sl_status *st)
     }
     char *end;
     long v = strtol(s, &end, 10);
-    if (*end || v < 0 || v > 1 << 20) {
+    if (*s < '0' || *s > '9' || *end || v > 1 << 20) { /* digits only: no sign, no spaces */
         *st = sl_error(SL_ERR_INVALID_ARG, "%s='%s' is not a rank or a size", name, s);
         return -1;
     }
@@ -164,9 +164,13 @@ sl_status sl_comm_world(sl_rank_info *w)
         snprintf(w->job, sizeof w->job, "pid%ld", (long)getpid());
     }
     SL_TRY(st);
-    if (w->size < 1 || w->size > SL_COMM_MAX_RANKS || w->rank >= w->size) {
-        return sl_error(SL_ERR_INVALID_ARG, "rank %d of %d (from %s) is out of range (at most %d "
-                        "ranks)", w->rank, w->size, w->source, SL_COMM_MAX_RANKS);
+    if (w->size < 1 || w->size > SL_COMM_MAX_RANKS) {
+        return sl_error(SL_ERR_INVALID_ARG, "a world of %d ranks (from %s): 1 to %d are supported",
+                        w->size, w->source, SL_COMM_MAX_RANKS);
+    }
+    if (w->rank >= w->size) {
+        return sl_error(SL_ERR_INVALID_ARG, "rank %d (from %s) is not below the world size %d",
+                        w->rank, w->source, w->size);
     }
     if (getenv("SHARDLITE_JOB_ID") && *getenv("SHARDLITE_JOB_ID") && !configured.size) {
         set_job(w, getenv("SHARDLITE_JOB_ID"), NULL);
@@ -356,8 +360,14 @@ sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *o
         return sl_error(SL_ERR_INVALID_ARG, "%s peer %d is not another rank of a %d-rank group",
                         sl_coll_name(d->kind), d->peer, c->n);
     }
+    sl_coll_desc logical = *d; /* bools: a sum is an OR, a product an AND */
+    if (d->dtype == SL_DTYPE_BOOL && d->reduce == SL_REDUCE_SUM) {
+        logical.reduce = SL_REDUCE_MAX;
+    } else if (d->dtype == SL_DTYPE_BOOL && d->reduce == SL_REDUCE_PROD) {
+        logical.reduce = SL_REDUCE_MIN;
+    }
     pthread_mutex_lock(&c->run_mu);
-    sl_status st = c->backend->run(c->state, d, in, out);
+    sl_status st = c->backend->run(c->state, &logical, in, out);
     pthread_mutex_unlock(&c->run_mu);
     return st;
 }

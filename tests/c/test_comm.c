@@ -181,6 +181,21 @@ static uint64_t run_all(int rank, int n)
                        .reduce = SL_REDUCE_MAX};
     CHECK(sl_comm_run(c, &dd, &dv, &dout) == SL_OK);
     CHECK(dout == 0.1 * (n - 1));
+    /* bools: a sum is an OR, a product an AND (bytes 0 or 1, never a count) */
+    uint8_t bv[8], bout[8];
+    for (int i = 0; i < 8; i++) {
+        bv[i] = i % n == rank || i == 7;
+    }
+    sl_coll_desc db = {.kind = SL_COLL_ALLREDUCE, .dtype = SL_DTYPE_BOOL, .count = 8};
+    CHECK(sl_comm_run(c, &db, bv, bout) == SL_OK);
+    for (int i = 0; i < 8; i++) {
+        CHECK(bout[i] == 1);
+    }
+    db.reduce = SL_REDUCE_PROD;
+    CHECK(sl_comm_run(c, &db, bv, bout) == SL_OK);
+    for (int i = 0; i < 8; i++) {
+        CHECK(bout[i] == (i == 7));
+    }
     /* a sub-group of the even ranks */
     if (n == 4) {
         int evens[2] = {0, 2};
@@ -698,6 +713,12 @@ static void test_world_from_environment(void **state)
     assert_int_equal(sl_comm_configure(0, 0, NULL, NULL), SL_OK);
     setenv("SHARDLITE_RANK", "5", 1);
     assert_int_equal(sl_comm_world(&w), SL_ERR_INVALID_ARG); /* rank >= size */
+    assert_non_null(strstr(sl_last_error(), "rank 5 (from launcher) is not below the world "
+                                            "size 3"));
+    setenv("SHARDLITE_RANK", " 1", 1); /* digits only */
+    assert_int_equal(sl_comm_world(&w), SL_ERR_INVALID_ARG);
+    setenv("SHARDLITE_RANK", "+1", 1);
+    assert_int_equal(sl_comm_world(&w), SL_ERR_INVALID_ARG);
     /* malformed or half-set variables fail, naming them, instead of running as rank 0 of 1 */
     setenv("SHARDLITE_RANK", "-1", 1);
     assert_int_equal(sl_comm_world(&w), SL_ERR_INVALID_ARG);
