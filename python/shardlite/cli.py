@@ -12,6 +12,7 @@ loaded or run, 2 for bad command-line arguments.
 import argparse
 import os
 import re
+import signal
 import sys
 from collections import Counter
 
@@ -166,7 +167,12 @@ def main(argv=None):
     """Entry point of the `shardlite` command; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return args.handler(args)
+        status = args.handler(args)
+        sys.stdout.flush()  # (a broken pipe shows here, not at exit)
+        return status
+    except BrokenPipeError:  # the reader left (`| head`): end quietly, as SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (RuntimeError, ValueError, TypeError, OSError) as e:
         print(f"shardlite: error: {e}", file=sys.stderr)
         return 1

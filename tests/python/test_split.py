@@ -259,6 +259,11 @@ def test_cli(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "1 AllReduce" in out.stdout and "column" in out.stdout
     assert (tmp_path / "cli" / "mlp1.mindir").exists()
+    # a reader that has left (`| true`, as `| head` once it has its lines): no error about the
+    # broken pipe
+    gone = subprocess.run(f"{sys.executable} -m shardlite info {tmp_path / 'cli' / 'mlp1.mindir'}"
+                          " | true", shell=True, capture_output=True, text=True)
+    assert gone.stderr == "", gone.stderr
 
 
 def _mindspore_python():
