@@ -1,7 +1,11 @@
 """MindSpore Lite's cloud-side distributed inference sample (MindSpore docs, "Performing
-Cloud-side Distributed Inference Using Python Interface", GPU flavour) with only two changes:
-`import mindspore_lite as mslite` became `import shardlite as mslite`, and the target is the CPU
-(the reference cannot run distributed inference on CPUs).
+Cloud-side Distributed Inference Using Python Interface", GPU flavour), its fragments put
+together as one script. Against the reference, two changes: `import mindspore_lite as mslite`
+became `import shardlite as mslite`, and the target is the CPU (the reference cannot run
+distributed inference on CPUs). What the fragments leave to the reader is filled in plainly:
+the arguments (`--model_path`, `--config_file`), the rank's file name (`os.path.splitext`
+rather than `str.replace`, so that a folder named like the model is left alone), and printing
+at most 10 values of a smaller output.
 
 Launch one process per rank, e.g. `mpirun -n 2 python3 distributed_main.py
 --model_path=/path/to/Matmul.mindir`: rank r loads /path/to/Matmul{r}.mindir.
