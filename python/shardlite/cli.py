@@ -168,7 +168,8 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         status = args.handler(args)
-        sys.stdout.flush()  # (a broken pipe shows here, not at exit)
+        if sys.stdout is not None:  # (None: started with its output closed)
+            sys.stdout.flush()  # a broken pipe shows here, not at exit
         return status
     except BrokenPipeError:  # the reader left (`| head`): end quietly, as SIGPIPE would
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
