@@ -362,8 +362,8 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
         raise ValueError("no command to launch")
     if not 1 <= size <= MAX_RANKS:
         raise ValueError(f"-n {size}: between 1 and {MAX_RANKS} ranks")
-    if timeout is not None and not 0 < timeout < float("inf"):
-        raise ValueError(f"--timeout {timeout}: must be a positive number of seconds")
+    if timeout is not None and not 0 < timeout <= 1e6:  # SL_COMM_MAX_TIMEOUT in comm.h
+        raise ValueError(f"--timeout {timeout}: must be seconds above 0 and at most 1000000")
     job_id = new_job_id()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = {}

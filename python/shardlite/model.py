@@ -330,8 +330,9 @@ def _configure_distributed(context, config):
 
     try:
         if "timeout" in section:
-            if not 0 < number("timeout", float) < float("inf"):
-                raise ValueError("[distributed] timeout must be a positive number of seconds")
+            if not 0 < number("timeout", float) <= 1e6:
+                raise ValueError("[distributed] timeout must be seconds above 0 and at most "
+                                 "1000000")
             os.environ["SHARDLITE_COMM_TIMEOUT"] = section["timeout"]
         if "rank" in section or "size" in section:
             _shardlite.configure_distributed(number("rank", int), number("size", int),

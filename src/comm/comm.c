@@ -360,14 +360,8 @@ sl_status sl_comm_run(sl_comm *c, const sl_coll_desc *d, const void *in, void *o
         return sl_error(SL_ERR_INVALID_ARG, "%s peer %d is not another rank of a %d-rank group",
                         sl_coll_name(d->kind), d->peer, c->n);
     }
-    sl_coll_desc logical = *d; /* bools: a sum is an OR, a product an AND */
-    if (d->dtype == SL_DTYPE_BOOL && d->reduce == SL_REDUCE_SUM) {
-        logical.reduce = SL_REDUCE_MAX;
-    } else if (d->dtype == SL_DTYPE_BOOL && d->reduce == SL_REDUCE_PROD) {
-        logical.reduce = SL_REDUCE_MIN;
-    }
     pthread_mutex_lock(&c->run_mu);
-    sl_status st = c->backend->run(c->state, &logical, in, out);
+    sl_status st = c->backend->run(c->state, d, in, out);
     pthread_mutex_unlock(&c->run_mu);
     return st;
 }

@@ -348,9 +348,52 @@ typedef struct place {
 
 static pthread_mutex_t places_mu = PTHREAD_MUTEX_INITIALIZER;
 static place *places;
+static pthread_once_t places_once = PTHREAD_ONCE_INIT;
+static uint64_t places_scope; /* this /dev/shm and user: the names' scope is the network's */
+
+static void places_lock(void)
+{
+    pthread_mutex_lock(&places_mu);
+}
+
+static void places_unlock(void)
+{
+    pthread_mutex_unlock(&places_mu);
+}
+
+/* A forked child holds none of its parent's places: its copies of the sockets would keep them
+ * taken after the parent ends. */
+static void places_in_child(void)
+{
+    for (place *p = places; p; p = p->next) {
+        if (p->fd >= 0) {
+            close(p->fd);
+            p->fd = -1;
+        }
+    }
+    pthread_mutex_unlock(&places_mu);
+}
+
+static void places_init(void)
+{
+    struct stat sb;
+    uint64_t h = 1469598103934665603ull;
+    uint64_t parts[3] = {stat("/dev/shm", &sb) == 0 ? (uint64_t)sb.st_dev : 0,
+                         stat("/dev/shm", &sb) == 0 ? (uint64_t)sb.st_ino : 0,
+                         (uint64_t)getuid()};
+    for (int i = 0; i < 3; i++) {
+        h = (h ^ parts[i]) * 1099511628211ull;
+    }
+    places_scope = h;
+    pthread_atfork(places_lock, places_unlock, places_in_child);
+}
 
 static sl_status claim_place(shm_comm *c, const sl_rank_info *w)
 {
+    if (c->n == 1) { /* no other member to pair with the wrong job's */
+        return SL_OK;
+    }
+    pthread_once(&places_once, places_init);
     pthread_mutex_lock(&places_mu);
     for (place *p = places; p; p = p->next) {
         if (p->hash == c->name_hash && p->me == c->me && p->owner == getpid()) {
@@ -361,12 +404,13 @@ static sl_status claim_place(shm_comm *c, const sl_rank_info *w)
         }
     }
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    int len = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "shardlite-%016llx-%d",
-                       (unsigned long long)c->name_hash, c->me);
+    int len = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "shardlite-%016llx-%016llx-%d",
+                       (unsigned long long)places_scope, (unsigned long long)c->name_hash, c->me);
     socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     place *p = calloc(1, sizeof *p);
-    if (fd >= 0 && p && bind(fd, (struct sockaddr *)&a, alen) == 0 && listen(fd, 1) == 0) {
+    if (fd >= 0 && p && bind(fd, (struct sockaddr *)&a, alen) == 0 &&
+        listen(fd, SOMAXCONN) == 0) { /* (never accepted: a refused claimant's query waits) */
         *p = (place){c->name_hash, c->me, fd, 1, getpid(), places};
         places = c->place = p;
         pthread_mutex_unlock(&places_mu);
@@ -392,10 +436,14 @@ static sl_status claim_place(shm_comm *c, const sl_rank_info *w)
     if (fd >= 0) {
         close(fd);
     }
+    char who[32] = "";
+    if (holder.pid > 0) {
+        snprintf(who, sizeof who, " (pid %d)", (int)holder.pid);
+    }
     return sl_error(SL_ERR_STATE,
-                    "rank %d of job '%s' (group of %d ranks) is already running on this host "
-                    "(pid %d): two jobs with the same job id, or one rank started twice?",
-                    c->world_ranks[c->me], w->job, c->n, (int)holder.pid);
+                    "rank %d of job '%s' (group of %d ranks) is already running on this host%s: "
+                    "two jobs with the same job id, or one rank started twice?",
+                    c->world_ranks[c->me], w->job, c->n, who);
 }
 
 static void release_place(place *p)
@@ -408,7 +456,9 @@ static void release_place(place *p)
                 break;
             }
         }
-        close(p->fd);
+        if (p->fd >= 0) {
+            close(p->fd);
+        }
         free(p);
     }
     pthread_mutex_unlock(&places_mu);
@@ -529,22 +579,24 @@ static sl_status settings_differ(shm_comm *c, int fd, size_t size)
     if (size < sizeof(shm_header)) {
         return SL_OK;
     }
-    shm_header *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
+    shm_header *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (h == MAP_FAILED) {
         return SL_OK;
     }
-    int made = atomic_load_explicit(&h->magic, memory_order_acquire) == SHM_MAGIC &&
-               alive(atomic_load(&h->pids[0]));
-    unsigned n = h->n;
-    unsigned long long slot = h->slot_bytes;
-    munmap(h, sizeof *h);
-    if (!made) {
-        return SL_OK;
+    sl_status st = SL_OK;
+    if (atomic_load_explicit(&h->magic, memory_order_acquire) == SHM_MAGIC &&
+        alive(atomic_load(&h->pids[0]))) {
+        st = sl_error(SL_ERR_STATE,
+                      "rank %d made %s for %u ranks and %llu-byte slots, rank %d expects %d and "
+                      "%zu (SHARDLITE_SHM_SLOT_BYTES differs between the ranks?)",
+                      c->world_ranks[0], c->name, h->n, (unsigned long long)h->slot_bytes,
+                      c->world_ranks[c->me], c->n, c->slot);
+        c->hdr = h; /* rank 0, waiting at its rendezvous, stops with this message too */
+        fail(c, st);
+        c->hdr = NULL;
     }
-    return sl_error(SL_ERR_STATE,
-                    "rank %d made %s for %u ranks and %llu-byte slots, rank %d expects %d and %zu "
-                    "(SHARDLITE_SHM_SLOT_BYTES differs between the ranks?)",
-                    c->world_ranks[0], c->name, n, slot, c->world_ranks[c->me], c->n, c->slot);
+    munmap(h, sizeof *h);
+    return st;
 }
 
 static sl_status attach_segment(shm_comm *c)
@@ -567,16 +619,15 @@ static sl_status attach_segment(shm_comm *c)
                 return sl_error(SL_ERR_IO, "cannot map %s: %s", c->name, strerror(errno));
             }
             c->hdr = (shm_header *)c->base;
-            while (atomic_load_explicit(&c->hdr->magic, memory_order_acquire) != SHM_MAGIC) {
-                if (now_s() - start > c->timeout) {
-                    return sl_error(SL_ERR_STATE, "shared memory %s was never initialised",
-                                    c->name);
-                }
+            double seen = now_s();
+            while (atomic_load_explicit(&c->hdr->magic, memory_order_acquire) != SHM_MAGIC &&
+                   now_s() - seen < 0.1) {
                 sched_yield();
             }
-            /* (a dead rank 0's segment was left by a job that died at its rendezvous: this
-             * job's rank 0 replaces it) */
-            if (alive(atomic_load(&c->hdr->pids[0]))) {
+            /* (not set up within 0.1 s, or its rank 0 is dead: left by a job that died at its
+             * rendezvous, which this job's rank 0 replaces; look at the name again) */
+            if (atomic_load_explicit(&c->hdr->magic, memory_order_acquire) == SHM_MAGIC &&
+                alive(atomic_load(&c->hdr->pids[0]))) {
                 atomic_store(&c->hdr->pids[c->me], (int32_t)getpid());
                 sl_cpus_allowed(&c->hdr->cpus[c->me]);
                 uint32_t seen = atomic_load(&c->hdr->attached);
@@ -861,8 +912,11 @@ static void reduce(void *out, void *also, int streaming, const void *const *src,
     case SL_DTYPE_INT32: REDUCE_INT(int32_t, uint32_t); break;
     case SL_DTYPE_INT64: REDUCE_INT(int64_t, uint64_t); break;
     case SL_DTYPE_INT8: REDUCE_INT(int8_t, uint8_t); break;
-    case SL_DTYPE_UINT8:
-    case SL_DTYPE_BOOL: REDUCE_INT(uint8_t, uint8_t); break;
+    case SL_DTYPE_UINT8: REDUCE_INT(uint8_t, uint8_t); break;
+    case SL_DTYPE_BOOL: /* a sum is an OR, a product an AND */
+        op = op == SL_REDUCE_SUM ? SL_REDUCE_MAX : op == SL_REDUCE_PROD ? SL_REDUCE_MIN : op;
+        REDUCE_INT(uint8_t, uint8_t);
+        break;
     case SL_DTYPE_FLOAT16:
     case SL_DTYPE_BFLOAT16: {
         /* accumulate in fp32 in member order, round once */

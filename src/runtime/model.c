@@ -45,7 +45,7 @@ static sl_status join_group(struct sl_model *m, int i)
     int size = sl_comm_size(m->comms[i]);
     if (strcmp(w.source, "single") == 0) { /* built alone (to inspect or save it?): see predict */
         m->alone = i;
-    } else if (p->rank_size > 0 && p->rank_size != size) {
+    } else if (p->rank_size > 0 && p->rank_size != size && w.size > 1) { /* (1: on purpose) */
         return sl_error(SL_ERR_STATE,
                         "node '%s' (%s) was exported for a group of %lld ranks (rank_size), but "
                         "its group here has %d (world: %d ranks from %s)",

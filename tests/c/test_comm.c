@@ -806,12 +806,17 @@ static void sum_ranks(int rank, int n, sl_comm *c)
     CHECK(y == (float)(n * (n + 1) / 2));
 }
 
-/* Holds the world group for a second, then sums. */
+/* hold_then_sum's pipes: "joined" (ranks to the test), "go on" (the test to the ranks) */
+static int joined[2], go_on[2];
+
+/* Joins the world group, says so, waits for the test's word, then sums. */
 static uint64_t hold_then_sum(int rank, int n)
 {
     sl_comm *c;
     CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
-    usleep(1000000);
+    char b = 1;
+    CHECK(write(joined[1], &b, 1) == 1);
+    CHECK(read(go_on[0], &b, 1) == 1);
     sum_ranks(rank, n, c);
     sl_comm_release(c);
     return 1;
@@ -838,10 +843,65 @@ static void test_same_job_id_twice(void **state)
     snprintf(job, sizeof job, "t%d_same", (int)getpid());
     uint64_t first[MAX_N], second[MAX_N];
     pid_t pa[MAX_N], pb[MAX_N];
+    assert_int_equal(pipe(joined), 0);
+    assert_int_equal(pipe(go_on), 0);
     run_job(job, 2, hold_then_sum, first, pa, 0);
-    usleep(300000); /* the first job's ranks hold their places */
-    assert_int_equal(run_job(job, 2, refused, second, pb, 1), 2);
+    close(joined[1]); /* (a rank that fails before joining ends the read below) */
+    close(go_on[0]);
+    char b[2];
+    ssize_t got = 0, k = 1;
+    while (got < 2 && k > 0) {
+        got += k = read(joined[0], b, (size_t)(2 - got));
+    }
+    int both = got == 2;
+    int refusals = both ? run_job(job, 2, refused, second, pb, 1) : 0;
+    assert_int_equal(write(go_on[1], "gg", 2), 2);
+    close(go_on[1]);
+    close(joined[0]);
     assert_int_equal(collect(job, 2, first, pa), 2);
+    assert_true(both);
+    assert_int_equal(refusals, 2);
+    assert_int_equal(shm_entries(job), 0);
+}
+
+/* Rank 0 leaves a forked child (no exec) running for 3 s, then both sum. */
+static uint64_t fork_then_sum(int rank, int n)
+{
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+    if (rank == 0) {
+        pid_t child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            usleep(3000000);
+            _exit(0);
+        }
+    }
+    sum_ranks(rank, n, c);
+    sl_comm_release(c);
+    return 1;
+}
+
+static uint64_t just_sum(int rank, int n)
+{
+    sl_comm *c;
+    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
+    sum_ranks(rank, n, c);
+    sl_comm_release(c);
+    return 1;
+}
+
+/* A forked child does not keep its parent's place: a job with the same id runs after the
+ * parent has ended, while the child still lives. */
+static void test_forked_child_holds_no_place(void **state)
+{
+    (void)state;
+    char job[64];
+    snprintf(job, sizeof job, "t%d_forked", (int)getpid());
+    uint64_t sums[MAX_N];
+    pid_t pids[MAX_N];
+    assert_int_equal(run_job(job, 2, fork_then_sum, sums, pids, 1), 2);
+    assert_int_equal(run_job(job, 2, just_sum, sums, pids, 1), 2);
     assert_int_equal(shm_entries(job), 0);
 }
 
@@ -875,9 +935,11 @@ static void test_segment_of_a_killed_rank(void **state)
         }
         _exit(0);
     }
-    for (int i = 0; i < 1000 && shm_entries(job) == 0; i++) {
+    struct stat sb;
+    for (int i = 0; i < 1000 && !(segment_stat(job, &sb) && sb.st_size > 0); i++) {
         usleep(10000);
     }
+    usleep(200000); /* its header is written at once after the size is set */
     kill(p, SIGKILL);
     waitpid(p, NULL, 0);
     assert_int_equal(shm_entries(job), 1);
@@ -894,9 +956,10 @@ static uint64_t slots_differ(int rank, int n)
     (void)n;
     sl_comm *c;
     setenv("SHARDLITE_COMM_TIMEOUT", "2", 1);
-    if (rank == 0) {
+    if (rank == 0) { /* stopped by rank 1's finding, not by its deadline */
         setenv("SHARDLITE_SHM_SLOT_BYTES", "8192", 1);
         CHECK(sl_comm_get(NULL, 0, &c) == SL_ERR_STATE);
+        CHECK(strstr(sl_last_error(), "SHARDLITE_SHM_SLOT_BYTES differs") != NULL);
         return 1;
     }
     setenv("SHARDLITE_SHM_SLOT_BYTES", "8k", 1);
@@ -936,6 +999,7 @@ int main(void)
         cmocka_unit_test(test_segment_too_big_for_dev_shm),
         cmocka_unit_test(test_timeout_setting),
         cmocka_unit_test(test_same_job_id_twice),
+        cmocka_unit_test(test_forked_child_holds_no_place),
         cmocka_unit_test(test_segment_of_a_killed_rank),
         cmocka_unit_test(test_slot_settings_differ),
     };

@@ -461,3 +461,9 @@ except RuntimeError as e:
     for r in (0, 1):
         assert ("was exported for a group of 4 ranks (rank_size), but its group here has 2"
                 in "\n".join(rank_lines(proc.stdout, r))), proc.stdout + proc.stderr
+    # alone on purpose (a world of 1), the slice builds
+    from conftest import launcher_free_env
+    alone = subprocess.run([sys.executable, str(script), str(tmp_path / "Gather")],
+                           env=launcher_free_env(SHARDLITE_RANK="0", SHARDLITE_WORLD_SIZE="1"),
+                           capture_output=True, text=True, timeout=60)
+    assert alone.stdout.strip() == "built", alone.stdout + alone.stderr

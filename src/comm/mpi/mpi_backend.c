@@ -453,13 +453,14 @@ static MPI_Datatype mpi_type(sl_dtype t)
     }
 }
 
-static MPI_Op mpi_op(sl_reduce r)
+/* (bools: a sum is an OR, a product an AND) */
+static MPI_Op mpi_op(sl_reduce r, sl_dtype t)
 {
     switch (r) {
     case SL_REDUCE_MAX: return MPI_MAX;
     case SL_REDUCE_MIN: return MPI_MIN;
-    case SL_REDUCE_PROD: return MPI_PROD;
-    default: return MPI_SUM;
+    case SL_REDUCE_PROD: return t == SL_DTYPE_BOOL ? MPI_LAND : MPI_PROD;
+    default: return t == SL_DTYPE_BOOL ? MPI_LOR : MPI_SUM;
     }
 }
 
@@ -503,11 +504,11 @@ static int blocking(mpi_state *s, const sl_coll_desc *d, const void *in, void *o
     MPI_Datatype t = mpi_type(d->dtype);
     switch (d->kind) {
     case SL_COLL_ALLREDUCE:
-        return MPI_Allreduce(in == out ? MPI_IN_PLACE : in, out, c, t, mpi_op(d->reduce),
+        return MPI_Allreduce(in == out ? MPI_IN_PLACE : in, out, c, t, mpi_op(d->reduce, d->dtype),
                              s->comm);
     case SL_COLL_ALLGATHER: return MPI_Allgather(in, b, MPI_BYTE, out, b, MPI_BYTE, s->comm);
     case SL_COLL_REDUCE_SCATTER:
-        return MPI_Reduce_scatter_block(in, out, c, t, mpi_op(d->reduce), s->comm);
+        return MPI_Reduce_scatter_block(in, out, c, t, mpi_op(d->reduce, d->dtype), s->comm);
     case SL_COLL_BROADCAST: return MPI_Bcast(out, b, MPI_BYTE, d->root, s->comm);
     case SL_COLL_ALLTOALL: return MPI_Alltoall(in, b, MPI_BYTE, out, b, MPI_BYTE, s->comm);
     case SL_COLL_BARRIER: return MPI_Barrier(s->comm);
