@@ -198,6 +198,12 @@ class Job:
                     self.ordered.add(fmt % op)
                 self.unary(fmt % op, "AllReduce", dict(world, op=op, fusion=0), xs,
                            {r: want for r in range(n)})
+        # bool: a sum is an OR, a product an AND (numpy's any and all over the ranks)
+        xs = {r: rng.integers(0, 2, [9]).astype(bool) for r in range(n)}
+        stack = np.stack([xs[r] for r in range(n)])
+        for op, want in (("sum", stack.any(0)), ("prod", stack.all(0))):
+            self.unary("allreduce_%s_bool" % op, "AllReduce", dict(world, op=op, fusion=0), xs,
+                       {r: want for r in range(n)})
         # AllGather: axis 0, rank order
         xs = {r: _values(rng, [2, 3, 5], F32) for r in range(n)}
         cat = np.concatenate([xs[r] for r in range(n)])
@@ -364,6 +370,8 @@ class Job:
                     else:
                         assert np.array_equal(g, w), "%s differs from numpy by up to %g" % (
                             where, np.abs(g.astype(np.float64) - w).max())
+                        assert g.view(np.uint8).tobytes() == w.view(np.uint8).tobytes(), \
+                            where + ": not numpy's bytes (a bool must be 0 or 1)"
                     assert g.tobytes() == a.tobytes(), "%s: the re-saved model differs" % where
                 if name in self.shared and not loose:
                     blob = b"".join(g.tobytes() for g in got)
