@@ -864,6 +864,8 @@ static void test_same_job_id_twice(void **state)
     assert_int_equal(shm_entries(job), 0);
 }
 
+static uint64_t rank0_late_sum(int rank, int n);
+
 /* Rank 0 leaves a forked child (no exec) running for 3 s, then both sum. */
 static uint64_t fork_then_sum(int rank, int n)
 {
@@ -882,15 +884,6 @@ static uint64_t fork_then_sum(int rank, int n)
     return 1;
 }
 
-static uint64_t just_sum(int rank, int n)
-{
-    sl_comm *c;
-    CHECK(sl_comm_get(NULL, 0, &c) == SL_OK);
-    sum_ranks(rank, n, c);
-    sl_comm_release(c);
-    return 1;
-}
-
 /* A forked child does not keep its parent's place: a job with the same id runs after the
  * parent has ended, while the child still lives. */
 static void test_forked_child_holds_no_place(void **state)
@@ -901,7 +894,7 @@ static void test_forked_child_holds_no_place(void **state)
     uint64_t sums[MAX_N];
     pid_t pids[MAX_N];
     assert_int_equal(run_job(job, 2, fork_then_sum, sums, pids, 1), 2);
-    assert_int_equal(run_job(job, 2, just_sum, sums, pids, 1), 2);
+    assert_int_equal(run_job(job, 2, rank0_late_sum, sums, pids, 1), 2);
     assert_int_equal(shm_entries(job), 0);
 }
 
