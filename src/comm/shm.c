@@ -307,17 +307,24 @@ static sl_status wait_all(shm_comm *c, size_t field, uint64_t target, const char
 
 /* ---- rendezvous ---- */
 
+/* One step of FNV-1a over 64-bit values (FNV_START: the offset basis). */
+#define FNV_START 1469598103934665603ull
+static uint64_t fnv(uint64_t h, uint64_t v)
+{
+    return (h ^ v) * 1099511628211ull;
+}
+
 /* The segment's name: the job id (what fits of it, other characters than letters and digits as
  * '_'), the group's size and a hash of the whole job id and the group's ranks, so that two jobs
  * or groups never share a name. */
 static void segment_name(shm_comm *c, const sl_rank_info *w, const int *ranks, int count)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = FNV_START;
     for (const char *p = w->job; *p; p++) {
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        h = fnv(h, (uint8_t)*p);
     }
     for (int i = 0; i < count; i++) {
-        h = (h ^ (uint64_t)(uint32_t)ranks[i] ^ 0x100) * 1099511628211ull;
+        h = fnv(h, (uint64_t)(uint32_t)ranks[i] ^ 0x100);
     }
     char job[41];
     size_t k = 0;
@@ -341,8 +348,8 @@ static void segment_name(shm_comm *c, const sl_rank_info *w, const int *ranks, i
  * naming the holder, instead of pairing with the wrong job's ranks. */
 typedef struct place {
     uint64_t hash;
-    int me, fd, refs;
-    pid_t owner; /* (a forked child's copy of the list is not its own) */
+    int me, refs;
+    int fd; /* -1: a forked child's copy of its parent's place, not held */
     struct place *next;
 } place;
 
@@ -376,15 +383,9 @@ static void places_in_child(void)
 
 static void places_init(void)
 {
-    struct stat sb;
-    uint64_t h = 1469598103934665603ull;
-    uint64_t parts[3] = {stat("/dev/shm", &sb) == 0 ? (uint64_t)sb.st_dev : 0,
-                         stat("/dev/shm", &sb) == 0 ? (uint64_t)sb.st_ino : 0,
-                         (uint64_t)getuid()};
-    for (int i = 0; i < 3; i++) {
-        h = (h ^ parts[i]) * 1099511628211ull;
-    }
-    places_scope = h;
+    struct stat sb = {0};
+    stat("/dev/shm", &sb);
+    places_scope = fnv(fnv(fnv(FNV_START, (uint64_t)sb.st_dev), (uint64_t)sb.st_ino), getuid());
     pthread_atfork(places_lock, places_unlock, places_in_child);
 }
 
@@ -396,7 +397,7 @@ static sl_status claim_place(shm_comm *c, const sl_rank_info *w)
     pthread_once(&places_once, places_init);
     pthread_mutex_lock(&places_mu);
     for (place *p = places; p; p = p->next) {
-        if (p->hash == c->name_hash && p->me == c->me && p->owner == getpid()) {
+        if (p->hash == c->name_hash && p->me == c->me && p->fd >= 0) {
             p->refs++;
             c->place = p;
             pthread_mutex_unlock(&places_mu);
@@ -411,7 +412,7 @@ static sl_status claim_place(shm_comm *c, const sl_rank_info *w)
     place *p = calloc(1, sizeof *p);
     if (fd >= 0 && p && bind(fd, (struct sockaddr *)&a, alen) == 0 &&
         listen(fd, SOMAXCONN) == 0) { /* (never accepted: a refused claimant's query waits) */
-        *p = (place){c->name_hash, c->me, fd, 1, getpid(), places};
+        *p = (place){c->name_hash, c->me, 1, fd, places};
         places = c->place = p;
         pthread_mutex_unlock(&places_mu);
         return SL_OK;
