@@ -49,7 +49,10 @@
 #define SHM_MAGIC 0x31305445494c4853ull /* "SHLITE01" */
 #define LINE 64
 #define DEFAULT_SLOT_BYTES (1u << 20)
-#define P2P_BYTES (256u << 10)
+/* Send/Receive: each (sender, receiver) pair has a mailbox of P2P_SLOTS slots of
+ * P2P_SLOT_BYTES; a message larger than a slot goes in pieces, one per slot. */
+#define P2P_SLOTS 4
+#define P2P_SLOT_BYTES (64u << 10)
 /* All-reduces up to this size go one-shot (every rank reads and reduces everything), larger ones
  * two-shot (each reduces a share, then all copy the shares: more waits, less work). Each rank
  * copies and reads 2x the message one-shot and 2x two-shot at 2 ranks, but 4x against 2.5x at
@@ -95,10 +98,10 @@ typedef struct member_ctl {
 } member_ctl;
 
 typedef struct p2p_ctl {
-    _Alignas(LINE) _Atomic uint64_t sent;
-    uint64_t bytes;
-    int32_t tag;
-    _Alignas(LINE) _Atomic uint64_t acked;
+    _Alignas(LINE) _Atomic uint64_t sent; /* pieces sent; slot k % P2P_SLOTS holds piece k + 1 */
+    uint64_t bytes[P2P_SLOTS];            /* by slot: the size of the piece's message... */
+    int32_t tag[P2P_SLOTS];               /* ... and its tag */
+    _Alignas(LINE) _Atomic uint64_t acked; /* pieces received */
 } p2p_ctl;
 
 typedef struct shm_header {
@@ -128,13 +131,13 @@ typedef struct shm_comm {
     member_ctl *ctl;   /* [n] */
     p2p_ctl *p2p;      /* [n * n]: src * n + dst */
     uint8_t *data;     /* [n] x (2 buffers + 2 results) x slot */
-    uint8_t *p2p_data; /* [n * n] x P2P_BYTES */
+    uint8_t *p2p_data; /* [n * n] x P2P_SLOTS x P2P_SLOT_BYTES */
     uint64_t seq;      /* collectives run so far */
     unsigned spins;    /* a wait spins this many times before it yields */
     int stores;        /* STORES_* */
     sl_tuner tune[32]; /* member 0, STORES_AUTO: per message size (floor of log2) */
     uint32_t seen[32]; /* calls per message size, timed or not */
-    uint64_t sent[SL_COMM_MAX_RANKS], received[SL_COMM_MAX_RANKS]; /* p2p messages per peer */
+    uint64_t sent[SL_COMM_MAX_RANKS], received[SL_COMM_MAX_RANKS]; /* p2p pieces per peer */
 } shm_comm;
 
 static size_t align_up(size_t n, size_t a)
@@ -472,7 +475,7 @@ static void layout(shm_comm *c)
     size_t p2p = ctl + align_up(sizeof(member_ctl) * (size_t)c->n, 4096);
     size_t data = p2p + align_up(sizeof(p2p_ctl) * (size_t)(c->n * c->n), 4096);
     size_t p2p_data = data + (size_t)c->n * 4 * (c->slot + STAGGER);
-    c->total = p2p_data + (size_t)(c->n * c->n) * P2P_BYTES;
+    c->total = p2p_data + (size_t)(c->n * c->n) * P2P_SLOTS * P2P_SLOT_BYTES;
     if (c->base) {
         c->ctl = (member_ctl *)(c->base + ctl);
         c->p2p = (p2p_ctl *)(c->base + p2p);
@@ -1102,34 +1105,35 @@ static sl_status run_chunked(shm_comm *c, const sl_coll_desc *d, const void *in,
     return SL_OK;
 }
 
+/* A Send waits only while its peer has P2P_SLOTS pieces still to receive: a rank may send
+ * several small messages before its peer receives the first (as MPI's buffered sends let it). */
 static sl_status run_p2p(shm_comm *c, const sl_coll_desc *d, const void *in, void *out)
 {
     size_t bytes = d->count * sl_dtype_size(d->dtype);
     int send = d->kind == SL_COLL_SEND;
-    p2p_ctl *pc = &c->p2p[send ? c->me * c->n + d->peer : d->peer * c->n + c->me];
-    uint8_t *box = c->p2p_data + (size_t)(send ? c->me * c->n + d->peer : d->peer * c->n + c->me) *
-                                     P2P_BYTES;
-    for (size_t off = 0; off < bytes || off == 0; off += P2P_BYTES) {
-        size_t len = bytes - off < P2P_BYTES ? bytes - off : P2P_BYTES;
+    size_t pair = (size_t)(send ? c->me * c->n + d->peer : d->peer * c->n + c->me);
+    p2p_ctl *pc = &c->p2p[pair];
+    for (size_t off = 0; off < bytes || off == 0; off += P2P_SLOT_BYTES) {
+        size_t len = bytes - off < P2P_SLOT_BYTES ? bytes - off : P2P_SLOT_BYTES;
+        uint64_t k = send ? ++c->sent[d->peer] : ++c->received[d->peer], v;
+        size_t slot = (size_t)((k - 1) % P2P_SLOTS);
+        uint8_t *box = c->p2p_data + (pair * P2P_SLOTS + slot) * P2P_SLOT_BYTES;
         if (send) {
-            uint64_t k = ++c->sent[d->peer];
-            uint64_t v;
-            SL_TRY(wait_flag(c, &pc->acked, k - 1, d->peer, "Send", &v));
+            SL_TRY(wait_flag(c, &pc->acked, k > P2P_SLOTS ? k - P2P_SLOTS : 0, d->peer, "Send",
+                             &v));
             memcpy(box, (const uint8_t *)in + off, len);
-            pc->bytes = bytes;
-            pc->tag = d->tag;
+            pc->bytes[slot] = bytes;
+            pc->tag[slot] = d->tag;
             set_flag(c, &pc->sent, k);
         } else {
-            uint64_t k = ++c->received[d->peer];
-            uint64_t v;
             SL_TRY(wait_flag(c, &pc->sent, k, d->peer, "Receive", &v));
-            if (pc->bytes != bytes || pc->tag != d->tag) {
+            if (pc->bytes[slot] != bytes || pc->tag[slot] != d->tag) {
                 return fail(c, sl_error(SL_ERR_STATE,
                                         "Receive from rank %d expects %zu bytes with tag %d, "
                                         "rank %d sent %llu bytes with tag %d",
                                         c->world_ranks[d->peer], bytes, d->tag,
-                                        c->world_ranks[d->peer], (unsigned long long)pc->bytes,
-                                        pc->tag));
+                                        c->world_ranks[d->peer],
+                                        (unsigned long long)pc->bytes[slot], pc->tag[slot]));
             }
             memcpy((uint8_t *)out + off, box, len);
             set_flag(c, &pc->acked, k);

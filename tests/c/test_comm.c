@@ -165,6 +165,24 @@ static uint64_t run_all(int rank, int n)
         }
         fill(want, count, (rank + n - 1) % n, call);
         CHECK(memcmp(out, want, count * sizeof *out) == 0);
+        /* every rank sends two messages (of up to a mailbox slot, 64 KiB) before it receives
+         * any: the second Send must not wait for the peer's first Receive */
+        if (count * sizeof(float) <= (64u << 10)) {
+            call++;
+            fill(in, count, rank, call);
+            fill(in + count, count, rank + 100, call);
+            s.tag = r.tag = 8;
+            CHECK(sl_comm_run(c, &s, in, NULL) == SL_OK);
+            s.tag = r.tag = 9;
+            CHECK(sl_comm_run(c, &s, in + count, NULL) == SL_OK);
+            r.tag = 8;
+            CHECK(sl_comm_run(c, &r, NULL, out) == SL_OK);
+            r.tag = 9;
+            CHECK(sl_comm_run(c, &r, NULL, out + count) == SL_OK);
+            fill(want, count, (rank + n - 1) % n, call);
+            fill(want + count, count, (rank + n - 1) % n + 100, call);
+            CHECK(memcmp(out, want, 2 * count * sizeof *out) == 0);
+        }
         free(in);
         free(out);
         free(want);
