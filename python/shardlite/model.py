@@ -1,5 +1,6 @@
 """Model and ModelType, as in MindSpore Lite."""
 
+import contextlib
 import os
 from enum import IntEnum
 
@@ -101,6 +102,9 @@ class Model:
         check_type("context", context, Context)
         check_type("config_path", config_path, str)
         if not os.path.exists(model_path):
+            # the error names this process's rank: the configuration's, when it sets one
+            with contextlib.suppress(Exception):
+                _configure_distributed(context, _load_config(config_path, config_dict))
             raise _missing("model_path", model_path)
         if config_path and not os.path.exists(config_path):
             raise _missing("config_path", config_path)

@@ -393,6 +393,24 @@ def test_explicit_ranks(sample_models, tmp_path, how):
     assert len(jobs) == 1 and (how == "rank table" or jobs == {arg}), jobs
 
 
+@pytest.mark.parametrize("how", ["section", "rank table"])
+def test_explicit_rank_named_for_missing_model(tmp_path, how):
+    """A rank whose model file is missing names the rank its configuration gives it (there are
+    no launcher variables to go by)."""
+    stem = str(tmp_path / "absent")
+    if how == "section":
+        arg = "explicit" + uuid.uuid4().hex[:8]
+    else:
+        arg = str(tmp_path / "rank_table.json")
+        devices = [{"device_id": str(r), "rank_id": str(r)} for r in range(2)]
+        (tmp_path / "rank_table.json").write_text(json.dumps(
+            {"server_list": [{"server_id": "127.0.0.1", "device": devices}]}))
+    [(rc, out, err)] = run_explicit(stem, "table" if how == "rank table" else how, arg,
+                                    ranks=(1,))
+    assert rc != 0
+    assert "model_path does not exist! (%r, on rank 1 of 2)" % (stem + "1.mindir") in err, err
+
+
 @pytest.mark.parametrize("table", ["[1, 2]", '{"server_list": [{"device": 3}]}',
                                    '{"server_list": []}', "not json"])
 def test_malformed_rank_table(sample_models, tmp_path, table):
