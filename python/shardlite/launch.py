@@ -434,15 +434,11 @@ def run_args(args):
 
 
 def main(argv=None):
-    """Entry point of `python -m shardlite.launch`; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="shardlite launch",
-                                     description="Run the ranks of a job on this host.")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_args(args)
-    except ValueError as e:
-        parser.error(str(e))
+    """Entry point of `python -m shardlite.launch`: the same as `shardlite launch` (the same
+    messages and exit statuses); returns the exit status."""
+    from .cli import main as cli_main
+
+    return cli_main(["launch", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -50,6 +50,16 @@ def test_timeout_option_and_module_entry():
         assert values[4:] == ["7.5", "-"]
 
 
+@pytest.mark.parametrize("args", [["-n", 0, "true"], ["-n", 1, "--timeout", "inf", "true"]])
+def test_module_entry_fails_like_the_command(args):
+    """`python -m shardlite.launch` and `shardlite launch` report a bad option alike."""
+    command, _ = launch(args)
+    module, _ = launch(args, entry=("-m", "shardlite.launch"))
+    assert command.returncode == module.returncode == 1
+    assert command.stderr == module.stderr
+    assert re.fullmatch(r"shardlite: error: (-n 0|--timeout inf): .*\n", module.stderr)
+
+
 PRINT_CPUS = "import os; print(' '.join(map(str, sorted(os.sched_getaffinity(0)))))"
 
 
