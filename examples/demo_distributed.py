@@ -9,14 +9,17 @@ Each rank then runs examples/distributed_main.py (the reference's sample, import
 the demo checks what every rank printed against the unsplit model run by shardlite on one
 process, and against numpy.
 
-    python examples/demo_distributed.py      # prints OK, or FAILED and exits with 1
+    python examples/demo_distributed.py [DIR]   # prints OK, or FAILED and exits with 1
+
+The models stay in DIR (default: build/demo in the repository, emptied first), so the commands
+it prints can be run again.
 """
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
@@ -26,6 +29,14 @@ from shardlite.builder import GraphBuilder
 RANKS = 2
 BATCH, D_IN, HIDDEN, D_OUT = 2, 16, 32, 5  # 10 outputs: all of them are printed by the sample
 SAMPLE = pathlib.Path(__file__).resolve().parent / "distributed_main.py"
+REPO = SAMPLE.parent.parent
+
+
+def shown(path):
+    """path as the printed commands show it: relative to the working folder when inside it."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def write_full_model(path, w1, b1, w2, b2):
@@ -63,19 +74,24 @@ def main():
     # the sample feeds ones
     want = (np.maximum(np.ones((BATCH, D_IN), np.float32) @ w1 + b1, 0) @ w2 + b2).ravel()
 
-    with tempfile.TemporaryDirectory(prefix="shardlite-demo-") as folder:
-        full = os.path.join(folder, "Mlp.mindir")
-        write_full_model(full, w1, b1, w2, b2)
-        unsplit = run_unsplit(full)
-        parts = os.path.join(folder, "ranks")
-        print(f"$ shardlite split {full} -n {RANKS} -o {parts}", flush=True)
-        print(shardlite.split(full, RANKS, parts), flush=True)
-        path = os.path.join(parts, "Mlp.mindir")  # the sample adds the rank to the stem
-        cmd = [sys.executable, "-m", "shardlite", "launch", "-n", str(RANKS), "--",
-               sys.executable, str(SAMPLE), f"--model_path={path}"]
-        print("$ shardlite launch -n %d -- python %s --model_path=%s" % (
-            RANKS, os.path.relpath(SAMPLE), path), flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    folder = sys.argv[1] if len(sys.argv) > 1 else str(REPO / "build" / "demo")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    full = os.path.join(folder, "Mlp.mindir")
+    write_full_model(full, w1, b1, w2, b2)
+    unsplit = run_unsplit(full)
+    parts = os.path.join(folder, "ranks")
+    # the console command beside this Python (the .venv's, after `make demo`)
+    tool = os.path.join(os.path.dirname(sys.executable), "shardlite")
+    tool = shown(tool) if os.path.exists(tool) else "shardlite"
+    print(f"$ {tool} split {shown(full)} -n {RANKS} -o {shown(parts)}", flush=True)
+    print(shardlite.split(full, RANKS, parts), flush=True)
+    path = os.path.join(parts, "Mlp.mindir")  # the sample adds the rank to the stem
+    cmd = [sys.executable, "-m", "shardlite", "launch", "-n", str(RANKS), "--",
+           sys.executable, str(SAMPLE), f"--model_path={path}"]
+    print(f"$ {tool} launch -n {RANKS} -- {shown(sys.executable)} {shown(SAMPLE)} "
+          f"--model_path={shown(path)}", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     sys.stdout.write(proc.stdout)
     sys.stderr.write(proc.stderr)
 
@@ -93,7 +109,8 @@ def main():
         print("FAILED: " + "; ".join(problems))
         return 1
     print(f"OK: both ranks' results equal the unsplit model's (and numpy's): "
-          f"{BATCH}x{D_IN} -> {HIDDEN} split over {RANKS} ranks -> {D_OUT}")
+          f"{BATCH}x{D_IN} -> {HIDDEN} split over {RANKS} ranks -> {D_OUT}; the models are in "
+          f"{shown(folder)}")
     return 0
 
 

@@ -340,6 +340,21 @@ def test_seed_sample_under_mpirun(sample_models):
     check_sample_output(proc.stdout, prefixed=False)
 
 
+def test_distributed_demo(tmp_path):
+    """`make demo`'s distributed story (split, launch, check against the unsplit model and
+    numpy) succeeds, and the commands it prints run again on the models it leaves."""
+    demo = subprocess.run([sys.executable, str(REPO / "examples" / "demo_distributed.py"),
+                           str(tmp_path / "demo")], cwd=str(tmp_path), env=launch_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert demo.stdout.splitlines()[-1].startswith("OK: both ranks' results equal")
+    [again] = [ln[2:] for ln in demo.stdout.splitlines() if ln.startswith("$ ") and " launch " in ln]
+    rerun = subprocess.run(again.split(), cwd=str(tmp_path), env=launch_env(),
+                           capture_output=True, text=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rank_lines(rerun.stdout, 1) == rank_lines(demo.stdout, 1) != []
+
+
 # ---- explicit ranks: a [distributed] config section, or an Ascend rank table ----
 
 EXPLICIT = """
