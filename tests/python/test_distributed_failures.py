@@ -467,3 +467,76 @@ except RuntimeError as e:
                            env=launcher_free_env(SHARDLITE_RANK="0", SHARDLITE_WORLD_SIZE="1"),
                            capture_output=True, text=True, timeout=60)
     assert alone.stdout.strip() == "built", alone.stdout + alone.stderr
+
+
+RECEIVE = """
+import sys
+import numpy as np
+import shardlite as mslite
+rank = mslite.distributed()["rank"]
+model = mslite.Model()
+model.build_from_file(f"{sys.argv[1]}/p{rank}.mindir", mslite.ModelType.MINDIR, mslite.Context())
+inputs = model.get_inputs()
+inputs[0].set_data_from_numpy(np.ones((2, 2), np.float32))
+model.predict(inputs)
+"""
+
+
+@pytest.mark.parametrize("backend", ["shm", "mpi"])
+@pytest.mark.parametrize("sent, received", [(([2, 2], 5), ([3, 4], 5)), (([2, 2], 5), ([2, 2], 6))])
+def test_receive_of_another_message(tmp_path, backend, sent, received):
+    """Rank 0 sends [2, 2] float32 with tag 5; rank 1 receives another shape or tag: rank 1
+    fails at once naming both (not with the sent bytes and garbage after them, nor at the
+    deadline), and the job ends."""
+    from shardlite.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    x = b.input("x", [2, 2], np.float32)
+    b.output(b.op("Send", [x], {"sr_tag": sent[1], "dest_rank": 1, "group": "hccl_world_group"}))
+    b.save(str(tmp_path / "p0.mindir"))
+    b = GraphBuilder("g")
+    x = b.input("x", [2, 2], np.float32)
+    y = b.op("Receive", [], {"sr_tag": received[1], "src_rank": 0, "shape": received[0],
+                             "dtype": 43, "group": "hccl_world_group"})
+    b.output(x, y)
+    b.save(str(tmp_path / "p1.mindir"))
+    script = tmp_path / "receive.py"
+    script.write_text(RECEIVE)
+    t0 = time.monotonic()
+    if backend == "mpi":
+        out, ended = finish(start_mpi_job(str(tmp_path), script=script, deadline_s=60), 70)
+    else:
+        proc, _ = launch(["-n", 2, sys.executable, script, tmp_path], timeout=70)
+        out, ended = proc.stdout + proc.stderr, proc.returncode != 0
+    assert ended and time.monotonic() - t0 < 30, out
+    want = "Receive from rank 0 expects %d bytes with tag %d, rank 0 sent 16 bytes with tag 5" % (
+        4 * np.prod(received[0]), received[1])
+    assert want in out, out
+
+
+FINALIZING = """
+import ctypes
+import sys
+import numpy as np
+import shardlite as mslite
+rank = mslite.distributed()["rank"]
+model = mslite.Model()
+model.build_from_file(f"{sys.argv[1]}{rank}.mindir", mslite.ModelType.MINDIR, mslite.Context())
+inputs = model.get_inputs()
+inputs[0].set_data_from_numpy(np.ones(inputs[0].shape, np.float32))
+model.predict(inputs)
+mpi = ctypes.CDLL("libmpi.so.40", mode=ctypes.RTLD_GLOBAL)  # what mpi4py's MPI.Finalize() calls
+assert mpi.MPI_Finalize() == 0
+print("finalized", flush=True)
+"""
+
+
+def test_program_finalizing_mpi_itself(models, tmp_path):
+    """A program that calls MPI_Finalize itself (mpi4py's MPI.Finalize(), say) after shardlite
+    initialised MPI exits cleanly: shardlite does not finalize a second time at exit."""
+    script = tmp_path / "finalizing.py"
+    script.write_text(FINALIZING)
+    proc = start_mpi_job(models, script=script, deadline_s=60)
+    out, ended = finish(proc, 60)
+    assert ended and proc.returncode == 0, out
+    assert out.count("finalized") == 2 and "MPI_FINALIZE" not in out, out

@@ -204,6 +204,14 @@ class Job:
         for op, want in (("sum", stack.any(0)), ("prod", stack.all(0))):
             self.unary("allreduce_%s_bool" % op, "AllReduce", dict(world, op=op, fusion=0), xs,
                        {r: want for r in range(n)})
+        # 8-bit integers: sums and products wrap around, as numpy's do (64 elements: Open MPI's
+        # AVX reductions saturate from 32 up, 100 + 100 giving 127)
+        for dt in (np.int8, np.uint8):
+            xs = {r: _values(rng, [64], dt) for r in range(n)}
+            for op in ("sum", "prod"):
+                want = rank_order([xs[r] for r in range(n)], op)
+                self.unary("allreduce_%s_%s" % (op, np.dtype(dt).name), "AllReduce",
+                           dict(world, op=op, fusion=0), xs, {r: want for r in range(n)})
         # AllGather: axis 0, rank order
         xs = {r: _values(rng, [2, 3, 5], F32) for r in range(n)}
         cat = np.concatenate([xs[r] for r in range(n)])
@@ -421,6 +429,7 @@ def shm_jobs(tmp_path_factory, mslite):
 CASES = ["allreduce_sum", "allreduce_max", "allreduce_min", "allreduce_prod",
          "allreduce_sum_large", "allreduce_max_large", "allreduce_prod_large",
          "allreduce_sum_f16", "allreduce_min_f16", "allreduce_sum_i32", "allreduce_min_i32",
+         "allreduce_sum_int8", "allreduce_prod_int8", "allreduce_sum_uint8", "allreduce_prod_uint8",
          "allgather", "reducescatter_sum", "reducescatter_max", "alltoall_10", "alltoall_02",
          "chained", "broadcast", "sendrecv", "sendrecv_ahead", "sendrecv_pair"]
 

@@ -187,6 +187,23 @@ static sl_status wait_for(poll_fn poll, void *arg, int rank, double timeout, con
     }
 }
 
+/* A look for the next message from a peer, whatever its tag. */
+typedef struct probe {
+    int peer, flag;
+    MPI_Comm comm;
+    MPI_Status status;
+} probe;
+
+static int poll_probe(void *arg, int *rc)
+{
+    probe *p = arg;
+    if (atomic_load(&gave_up)) {
+        return -1;
+    }
+    *rc = MPI_Iprobe(p->peer, MPI_ANY_TAG, p->comm, &p->flag, &p->status);
+    return p->flag;
+}
+
 static sl_status wait_requests(int n, MPI_Request *reqs, int rank, double timeout,
                                const char *what)
 {
@@ -210,7 +227,11 @@ static void *init_main(void *arg)
         pthread_cond_wait(&finalize_cv, &state_mu);
     }
     pthread_mutex_unlock(&state_mu);
-    MPI_Finalize();
+    int finalized = 0;
+    MPI_Finalized(&finalized); /* (the program may have: mpi4py's MPI.Finalize(), say) */
+    if (!finalized) {
+        MPI_Finalize();
+    }
     return NULL;
 }
 
@@ -254,6 +275,26 @@ static const char *level_name(int level)
     }
 }
 
+/* Sums and products of 8-bit integers that wrap around, as the shm backend's and numpy's do:
+ * Open MPI's AVX reductions saturate them (100 + 100 = 127 in int8) from 32 elements up. */
+static void wrapping_sum8(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+    (void)type;
+    for (int i = 0; i < *len; i++) {
+        ((uint8_t *)inout)[i] = (uint8_t)(((uint8_t *)in)[i] + ((uint8_t *)inout)[i]);
+    }
+}
+
+static void wrapping_prod8(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+    (void)type;
+    for (int i = 0; i < *len; i++) {
+        ((uint8_t *)inout)[i] = (uint8_t)(((uint8_t *)in)[i] * ((uint8_t *)inout)[i]);
+    }
+}
+
+static MPI_Op sum8 = MPI_OP_NULL, prod8 = MPI_OP_NULL; /* made by init_mpi */
+
 /* Initialises MPI on first use (unless the program did) and makes the backend's copy of the
  * world communicator, within the deadline; checks that MPI agrees with the job. */
 static sl_status init_mpi(const sl_rank_info *w, double timeout)
@@ -292,6 +333,10 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
     if (first) { /* the first open of the process: every rank's first open calls it */
         MPI_Request req;
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+        if (MPI_Op_create(wrapping_sum8, 1, &sum8) != MPI_SUCCESS ||
+            MPI_Op_create(wrapping_prod8, 1, &prod8) != MPI_SUCCESS) {
+            return sl_error(SL_ERR_STATE, "MPI_Op_create failed");
+        }
         int rc = MPI_Comm_idup(MPI_COMM_WORLD, &world, &req);
         if (rc != MPI_SUCCESS) {
             return give_up_on(rc, "MPI_Comm_idup");
@@ -456,11 +501,12 @@ static MPI_Datatype mpi_type(sl_dtype t)
 /* (bools: a sum is an OR, a product an AND) */
 static MPI_Op mpi_op(sl_reduce r, sl_dtype t)
 {
+    int int8 = t == SL_DTYPE_INT8 || t == SL_DTYPE_UINT8;
     switch (r) {
     case SL_REDUCE_MAX: return MPI_MAX;
     case SL_REDUCE_MIN: return MPI_MIN;
-    case SL_REDUCE_PROD: return t == SL_DTYPE_BOOL ? MPI_LAND : MPI_PROD;
-    default: return t == SL_DTYPE_BOOL ? MPI_LOR : MPI_SUM;
+    case SL_REDUCE_PROD: return t == SL_DTYPE_BOOL ? MPI_LAND : int8 ? prod8 : MPI_PROD;
+    default: return t == SL_DTYPE_BOOL ? MPI_LOR : int8 ? sum8 : MPI_SUM;
     }
 }
 
@@ -534,6 +580,21 @@ static sl_status mpi_run(void *state, const sl_coll_desc *d, const void *in, voi
     if (d->kind == SL_COLL_SEND || d->kind == SL_COLL_RECV) {
         snprintf(what, sizeof what, "MPI %s %s rank %d", op,
                  d->kind == SL_COLL_SEND ? "to" : "from", s->ranks[d->peer]);
+        if (d->kind == SL_COLL_RECV) { /* the peer's next message must be this one */
+            probe p = {.peer = d->peer, .comm = s->comm};
+            SL_TRY(wait_for(poll_probe, &p, s->ranks[s->me], s->timeout, what));
+            int sent = 0;
+            MPI_Get_count(&p.status, MPI_BYTE, &sent);
+            if ((size_t)sent != bytes || p.status.MPI_TAG != d->tag) {
+                char msg[256];
+                snprintf(msg, sizeof msg,
+                         "Receive from rank %d expects %zu bytes with tag %d, rank %d sent %d "
+                         "bytes with tag %d",
+                         s->ranks[d->peer], bytes, d->tag, s->ranks[d->peer], sent,
+                         p.status.MPI_TAG);
+                return give_up(SL_ERR_STATE, msg); /* (the message stays unreceived) */
+            }
+        }
         MPI_Request req;
         int rc = d->kind == SL_COLL_SEND
                      ? MPI_Isend(in, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req)
