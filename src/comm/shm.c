@@ -14,6 +14,7 @@
  * posix_fallocate so a full /dev/shm fails at build time, not with SIGBUS), and unlinked as soon
  * as every member has mapped it: nothing is left in /dev/shm after the rendezvous, whatever
  * happens later. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -46,7 +47,11 @@
 #define HAVE_STREAMING_STORES 0
 #endif
 
-#define SHM_MAGIC 0x31305445494c4853ull /* "SHLITE01" */
+#define SHM_MAGIC 0x32305445494c4853ull /* "SHLITE02" */
+/* A segment still named this long after its rendezvous deadline (shm_header.expires) was left
+ * by a rank 0 that died at its rendezvous (see remove_stale_segments). */
+#define STALE_AFTER_S 5.0
+#define UNWRITTEN_STALE_S 60.0
 #define LINE 64
 #define DEFAULT_SLOT_BYTES (1u << 20)
 /* Send/Receive: each (sender, receiver) pair has a mailbox of P2P_SLOTS slots of
@@ -109,6 +114,7 @@ typedef struct shm_header {
     uint32_t n, pad;
     uint64_t slot_bytes, total_bytes;
     uid_t uid;
+    double expires; /* the end of the rendezvous: creation + deadline (CLOCK_REALTIME seconds) */
     _Atomic uint32_t attached;
     _Atomic int32_t abort_claim; /* the first failing member claims abort_msg ... */
     _Atomic int32_t aborted;     /* ... then sets this: 0, or 1 + the member that failed */
@@ -151,11 +157,16 @@ static uint8_t *buffer(shm_comm *c, int member, int which, uint64_t seq)
     return c->data + ((size_t)member * 4 + (size_t)which * 2 + (seq & 1)) * (c->slot + STAGGER);
 }
 
-static double now_s(void)
+static double clock_s(clockid_t clock)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(clock, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static double now_s(void)
+{
+    return clock_s(CLOCK_MONOTONIC);
 }
 
 /* Whether process pid still runs (a zombie, exited but not yet reaped, does not). */
@@ -504,8 +515,52 @@ static sl_status slot_bytes(size_t *out)
     return SL_OK;
 }
 
+/* Removes the segments in /dev/shm that jobs of this user left when their rank 0 died at the
+ * rendezvous (mpirun ends a job's ranks with SIGKILL, say, and no launcher cleans up after it):
+ * a segment's name goes when its rendezvous ends, however it ends, unless rank 0 is dead, so
+ * a segment still named STALE_AFTER_S past its rendezvous deadline is such a one. (Not by
+ * rank 0's pid: a container with another PID namespace may share /dev/shm.) */
+static void remove_stale_segments(void)
+{
+    DIR *dir = opendir("/dev/shm");
+    if (!dir) {
+        return;
+    }
+    double now = clock_s(CLOCK_REALTIME);
+    for (struct dirent *e; (e = readdir(dir)) != NULL;) {
+        char name[sizeof e->d_name + 1];
+        if (strncmp(e->d_name, "shardlite-", 10) != 0) {
+            continue;
+        }
+        snprintf(name, sizeof name, "/%s", e->d_name);
+        int fd = shm_open(name, O_RDONLY, 0);
+        struct stat sb;
+        int stale = 0;
+        if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_uid == getuid() &&
+            (size_t)sb.st_size >= sizeof(shm_header)) {
+            shm_header *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
+            if (h != MAP_FAILED) {
+                /* (a header never written: rank 0 died while making it, within milliseconds
+                 * of the segment's last change) */
+                stale = atomic_load_explicit(&h->magic, memory_order_acquire) == SHM_MAGIC
+                            ? now > h->expires + STALE_AFTER_S
+                            : now > (double)sb.st_ctime + UNWRITTEN_STALE_S;
+                munmap(h, sizeof *h);
+            }
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (stale) {
+            shm_unlink(name);
+        }
+    }
+    closedir(dir);
+}
+
 static sl_status create_segment(shm_comm *c)
 {
+    remove_stale_segments();
     for (int attempt = 0; attempt < 2; attempt++) {
         int fd = shm_open(c->name, O_CREAT | O_EXCL | O_RDWR, 0600);
         if (fd < 0 && errno == EEXIST && attempt == 0) {
@@ -567,6 +622,7 @@ static sl_status create_segment(shm_comm *c)
         c->hdr->slot_bytes = c->slot;
         c->hdr->total_bytes = c->total;
         c->hdr->uid = getuid();
+        c->hdr->expires = clock_s(CLOCK_REALTIME) + c->timeout;
         atomic_store(&c->hdr->pids[0], (int32_t)getpid());
         sl_cpus_allowed(&c->hdr->cpus[0]);
         atomic_store(&c->hdr->attached, 1);

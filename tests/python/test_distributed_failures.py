@@ -19,7 +19,7 @@ import uuid
 import numpy as np
 import pytest
 
-from conftest import IN_CI
+from conftest import IN_CI, launcher_free_env
 from launching import (WORKER, launch, launch_env, matmul_allreduce, rank_lines,
                        row_split_models, save_rank_model, shm_entries, wait_gone)
 
@@ -540,3 +540,32 @@ def test_program_finalizing_mpi_itself(models, tmp_path):
     out, ended = finish(proc, 60)
     assert ended and proc.returncode == 0, out
     assert out.count("finalized") == 2 and "MPI_FINALIZE" not in out, out
+
+
+def test_segment_of_a_rank_0_killed_at_its_rendezvous_is_removed_later(models, tmp_path):
+    """mpirun ends a job with SIGKILL and nothing cleans up after it: a rank 0 killed while it
+    waits at its rendezvous leaves its segment. The next job of this user to make a segment
+    removes it, once the dead job's rendezvous deadline (1 s here) is 5 s past."""
+    dead, other = "stale" + uuid.uuid4().hex[:8], "other" + uuid.uuid4().hex[:8]
+
+    def rank0(job):
+        env = launcher_free_env(SHARDLITE_RANK=0, SHARDLITE_WORLD_SIZE=2, SHARDLITE_JOB_ID=job,
+                                SHARDLITE_COMM_TIMEOUT=1)
+        return subprocess.Popen([sys.executable, "-c", ALONE_SCRIPT, models + "0.mindir"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    proc = rank0(dead)
+    t0 = time.monotonic()
+    while not shm_entries(dead) and proc.poll() is None and time.monotonic() - t0 < 20:
+        time.sleep(0.01)
+    created = time.monotonic()
+    time.sleep(0.3)  # in its rendezvous
+    proc.kill()
+    proc.wait()
+    assert len(shm_entries(dead)) == 1, "rank 0 made no segment"
+    time.sleep(max(0.0, created + 1 + 5 + 0.5 - time.monotonic()))
+    proc = rank0(other)  # waits 1 s for its rank 1, then fails and removes its own segment
+    out, _ = proc.communicate(timeout=30)
+    assert "only 1 arrived within 1 s" in out, out
+    assert shm_entries(dead) == [] and shm_entries(other) == []
