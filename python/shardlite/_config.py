@@ -14,13 +14,13 @@ def read_ini(path):
 
     '#' and ';' lines are comments, and so is the rest of a line from a '#' that follows a space
     or tab ("rank=1   # this process"; not ';', which separates input_shape's items); entries
-    before any section go to section ''.
+    before any section go to section ''. A UTF-8 byte-order mark at the start is skipped.
     Unknown sections are kept. Raises RuntimeError naming the line for text that is not an
     entry.
     """
     sections = {}
     current = sections.setdefault("", {})
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         for number, raw in enumerate(f, 1):
             line = _INLINE_COMMENT.sub("", raw).strip()
             if not line or line[0] in "#;":

@@ -188,6 +188,19 @@ def test_config_trimming_comments_and_unknown_sections(mslite, tmp_model, tmp_pa
     assert list(model.get_inputs()[0].shape) == [2, 4]
 
 
+def test_config_file_with_utf8_bom(mslite, tmp_model, tmp_path, w43):
+    # editors on Windows save INI files with a byte-order mark; the first section still counts
+    path = dyn_model(tmp_model, w43)
+    name = input_name(mslite, path)
+    cfg = tmp_path / "bom.ini"
+    cfg.write_bytes(b"\xef\xbb\xbf[gpu_context]\ninput_shape=%s:[3,4]\n" % name.encode())
+    model = build(mslite, path, config_path=str(cfg))
+    assert model.get_model_info("input_shape") == "%s:[3,4]" % name
+    assert list(model.get_inputs()[0].shape) == [3, 4]
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_allclose(out_np(model.predict([x])), x @ w43, rtol=1e-5)
+
+
 def test_config_dict_overrides_file(mslite, tmp_model, tmp_path, w43):
     path = dyn_model(tmp_model, w43)
     name = input_name(mslite, path)
