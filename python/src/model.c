@@ -349,7 +349,22 @@ static void predict_failed(const char *fmt, ...)
     }
 }
 
-/* Fills feeds[i] for input i of the model from item (a Tensor or a numpy array). */
+/* Raises TypeError unless item, inputs[i] of run(), is a Tensor or a numpy array. */
+static int check_input(sl_py_state *state, PyObject *item, Py_ssize_t i)
+{
+    if (PyObject_TypeCheck(item, state->tensor_base) ||
+        (state->ndarray_type != NULL &&
+         PyObject_TypeCheck(item, (PyTypeObject *)state->ndarray_type))) {
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "inputs element must be Tensor or numpy.ndarray, but got %R at index %zd.",
+                 (PyObject *)Py_TYPE(item), i);
+    return -1;
+}
+
+/* Fills feeds[i] for input i of the model from item (a Tensor or a numpy array, as
+ * check_input() found). */
 static int gather(sl_py_model *self, sl_py_state *state, PyObject *item, Py_ssize_t i, feed *f)
 {
     sl_tensor *dst = sl_model_input(self->model, (size_t)i);
@@ -388,12 +403,6 @@ static int gather(sl_py_model *self, sl_py_state *state, PyObject *item, Py_ssiz
                 src = copy;
             }
         }
-    } else if (state->ndarray_type == NULL ||
-               !PyObject_TypeCheck(item, (PyTypeObject *)state->ndarray_type)) {
-        PyErr_Format(PyExc_TypeError,
-                     "inputs element must be Tensor or numpy.ndarray, but got %R at index %zd.",
-                     (PyObject *)Py_TYPE(item), i);
-        return -1;
     }
     int rc = PyObject_GetBuffer(src, &f->view, PyBUF_RECORDS_RO);
     Py_XDECREF(copy); /* the view keeps it alive */
@@ -542,24 +551,30 @@ static PyObject *model_run(PyObject *obj, PyObject *inputs)
                      (PyObject *)Py_TYPE(inputs));
         return NULL;
     }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(inputs);
+    /* an immutable copy: the items stay alive and in place whatever other threads do */
+    inputs = PySequence_Tuple(inputs);
+    if (inputs == NULL) {
+        return NULL;
+    }
+    /* the elements' types first, then their count (the reference's order) */
+    Py_ssize_t n = PyTuple_GET_SIZE(inputs);
     size_t count = sl_model_input_count(self->model);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (check_input(state, PyTuple_GET_ITEM(inputs, i), i) < 0) {
+            Py_DECREF(inputs);
+            return NULL;
+        }
+    }
     if ((size_t)n != count) {
         PyErr_Format(PyExc_RuntimeError, "model input len:%zu not equal input len:%zd!", count, n);
+        Py_DECREF(inputs);
         return NULL;
     }
     feed small[8];
     feed *feeds = n <= 8 ? small : PyMem_Malloc((size_t)n * sizeof(feed));
     if (feeds == NULL) {
+        Py_DECREF(inputs);
         return PyErr_NoMemory();
-    }
-    /* an immutable copy: the items stay alive and in place whatever other threads do */
-    inputs = PySequence_Tuple(inputs);
-    if (inputs == NULL) {
-        if (feeds != small) {
-            PyMem_Free(feeds);
-        }
-        return NULL;
     }
     memset(feeds, 0, (size_t)(n > 0 ? n : 0) * sizeof(feed));
     PyObject *list = NULL, *failure = NULL;

@@ -323,6 +323,20 @@ def test_predict_input_elements_checked(mslite, matmul_model, bad):
     assert msg(e).startswith("inputs element must be Tensor")
 
 
+@pytest.mark.parametrize("bad", [[1.0], ["x", "y", "z"]])
+def test_predict_element_types_checked_before_count(mslite, tmp_model, bad):
+    # reference order: a wrong element is a TypeError even when the count is wrong too
+    b = GraphBuilder("g")
+    b.output(b.op("Add", [b.input("x", [2, 3], np.float32), b.input("y", [2, 3], np.float32)]))
+    model = build(mslite, tmp_model(b))
+    with pytest.raises(TypeError) as e:
+        model.predict(bad)
+    assert msg(e).startswith("inputs element must be Tensor")
+    assert msg(e).endswith("at index 0.")
+    x, y = np.ones((2, 3), np.float32), np.full((2, 3), 2.0, np.float32)
+    np.testing.assert_allclose(out_np(model.predict([x, y])), x + y)
+
+
 def test_predict_wrong_count(mslite, matmul_model):
     path, _ = matmul_model()
     x = np.ones((2, 4), np.float32)
