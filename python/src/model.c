@@ -227,7 +227,8 @@ static PyObject *model_predict(PyObject *obj, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* Reads one shape (a sequence of non-negative ints, at most SL_MAX_DIMS) into dims. */
+/* Reads one shape (a sequence of ints in [0, 2**63), at most SL_MAX_DIMS) into dims;
+ * ValueError for a dimension out of range. */
 static int parse_shape(PyObject *shape, Py_ssize_t index, int64_t *dims, size_t *rank)
 {
     PyObject *seq = PySequence_Fast(shape, "");
@@ -250,8 +251,14 @@ static int parse_shape(PyObject *shape, Py_ssize_t index, int64_t *dims, size_t 
                          index, (PyObject *)Py_TYPE(item), j);
             goto done;
         }
-        long long d = PyLong_AsLongLong(item);
+        int overflow = 0;
+        long long d = PyLong_AsLongLongAndOverflow(item, &overflow);
         if (d == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        if (overflow != 0) {
+            PyErr_Format(PyExc_ValueError, "dims[%zd][%zd] is %s; dimensions must be >= 0 and "
+                         "< 2**63", index, j, overflow > 0 ? "2**63 or more" : "below -2**63");
             goto done;
         }
         if (d < 0) {

@@ -440,6 +440,24 @@ def test_resize_native_failure(mslite, tmp_model, w43):
     np.testing.assert_allclose(out_np(model.predict([x])), x @ w43, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dims, where", [([[2**64, 4]], "dims[0][0] is 2**63 or more"),
+                                         ([[2, 2**63]], "dims[0][1] is 2**63 or more"),
+                                         ([[-2**64, 4]], "dims[0][0] is below -2**63"),
+                                         ([[-5, 4]], "dims[0][0] is -5")])
+def test_resize_dimension_out_of_range(mslite, tmp_model, w43, dims, where):
+    # not OverflowError: the "resize failed!" RuntimeError, naming the dimension
+    model = build(mslite, dyn_model(tmp_model, w43))
+    inputs = model.get_inputs()
+    with pytest.raises(RuntimeError) as e:
+        model.resize(inputs, dims)
+    assert msg(e).startswith("resize failed! Error is ")
+    assert where + "; dimensions must be >= 0" in msg(e)
+    assert list(inputs[0].shape) == [-1, 4]  # unchanged
+    model.resize(inputs, [[3, 4]])
+    x = np.ones((3, 4), np.float32)
+    np.testing.assert_allclose(out_np(model.predict([x])), x @ w43, rtol=1e-5)
+
+
 # ---- update_weights ----
 
 def weight_tensor(mslite, name, array):
