@@ -270,14 +270,20 @@ def _apply_input_shape(model, text):
         wanted = _config.parse_input_shape(text)
     except ValueError as e:
         raise RuntimeError(f"build_from_file failed! Error is {e}") from None
+    if any(d < 0 for dims in wanted.values() for d in dims):
+        return  # a dynamic range description, not a shape to build with
     refs = model.inputs()
     names = [ref.name for ref in refs]
-    unknown = [n for n in wanted if n not in names]
+    # an input by its whole name, or by MindSpore's parameter name (what follows the first
+    # ':', as "x" in "17_1_construct.Default_wrapper.5:x")
+    short = [name.split(":", 1)[-1] for name in names]
+    by_name = {**{s: n for s, n in zip(short, names) if short.count(s) == 1},
+               **{n: n for n in names}}
+    unknown = [n for n in wanted if n not in by_name]
     if unknown:
         raise RuntimeError(f"build_from_file failed! Error is input_shape names {unknown}, "
                            f"but the model's inputs are {names}")
-    if any(d < 0 for dims in wanted.values() for d in dims):
-        return  # a dynamic range description, not a shape to build with
+    wanted = {by_name[n]: dims for n, dims in wanted.items()}
     shapes = [wanted.get(ref.name, list(ref.shape)) for ref in refs]
     if shapes != [list(ref.shape) for ref in refs]:
         _resize(model, shapes, "build_from_file")
@@ -355,7 +361,7 @@ def _rank_table(path, rank):
     import hashlib
     import json
 
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         table = json.load(f)
     servers = table.get("server_list") if isinstance(table, dict) else None
     if not isinstance(servers, list) or not all(

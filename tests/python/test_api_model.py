@@ -167,6 +167,26 @@ def test_config_input_shape_resizes_at_build(mslite, tmp_model, tmp_path, w43):
     np.testing.assert_allclose(out_np(model.predict(model.get_inputs())), x @ w43, rtol=1e-5)
 
 
+def test_config_input_shape_by_parameter_name(mslite, tmp_model, tmp_path, w43):
+    """input_shape may name an input as MindSpore does, by what follows the first ':' of its
+    whole name ("x" for "net:x"); a dynamic range (-1) is only described, whatever it names."""
+    path = dyn_model(tmp_model, w43)
+    name = input_name(mslite, path)
+    assert ":" in name
+    short = name.split(":", 1)[1]
+    model = build(mslite, path, config_dict={"gpu_context": {"input_shape": short + ":[3,4]"}})
+    assert list(model.get_inputs()[0].shape) == [3, 4]
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    model.get_inputs()[0].set_data_from_numpy(x)
+    np.testing.assert_allclose(out_np(model.predict(model.get_inputs())), x @ w43, rtol=1e-5)
+    for described in (short + ":[-1,4]", "other:[-1,4]"):
+        model = build(mslite, path, config_dict={"gpu_context": {"input_shape": described}})
+        assert list(model.get_inputs()[0].shape) == [-1, 4]
+    with pytest.raises(RuntimeError) as e:
+        build(mslite, path, config_dict={"gpu_context": {"input_shape": "other:[3,4]"}})
+    assert "input_shape names ['other']" in msg(e)
+
+
 def test_config_trimming_comments_and_unknown_sections(mslite, tmp_model, tmp_path, w43):
     path = dyn_model(tmp_model, w43)
     name = input_name(mslite, path)
