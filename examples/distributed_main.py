@@ -2,7 +2,8 @@
 Cloud-side Distributed Inference Using Python Interface", GPU flavour), its fragments put
 together as one script. Against the reference, two changes: `import mindspore_lite as mslite`
 became `import shardlite as mslite`, and the target is the CPU (the reference cannot run
-distributed inference on CPUs). What the fragments leave to the reader is filled in plainly:
+distributed inference on CPUs; its `["gpu"]` runs too, on the CPU, with a RuntimeWarning that
+says so). What the fragments leave to the reader is filled in plainly:
 the arguments (`--model_path`, `--config_file`), the rank's file name (`os.path.splitext`
 rather than `str.replace`, so that a folder named like the model is left alone), and printing
 at most 10 values of a smaller output.

@@ -114,8 +114,8 @@ class _CPU(_Launched):
 
 
 class _GPU(_Launched):
-    """GPU options of a Context (``context.gpu``). Building for target 'gpu' needs a CUDA build
-    of shardlite (build_info()['cuda'])."""
+    """GPU options of a Context (``context.gpu``). Target 'gpu' runs on the GPU in a CUDA build
+    of shardlite (build_info()['cuda']), else on the CPU with a RuntimeWarning."""
 
     def __init__(self):
         self._precision_mode = "enforce_fp32"
@@ -151,7 +151,7 @@ class _GPU(_Launched):
 
 class _Ascend:
     """Ascend options of a Context (``context.ascend``). shardlite has no Ascend backend:
-    building for target 'ascend' raises RuntimeError."""
+    target 'ascend' runs on the CPU, with a RuntimeWarning."""
 
     def __init__(self):
         self._precision_mode = "enforce_fp32"
@@ -274,9 +274,9 @@ class Context:
     inter_op_parallel_num, precision_mode, thread affinity, read-only rank_id/group_size),
     ``gpu`` (device_id, precision_mode, provider, read-only rank_id/group_size), ``ascend``
     (device_id, rank_id, provider, precision_mode) and ``parallel`` (ModelParallelRunner
-    options). shardlite computes on the CPU: building for 'gpu' needs a CUDA build and
-    'ascend' is not supported; both raise RuntimeError at build time, never a silent CPU
-    fallback.
+    options). A target this build cannot run ('ascend'; 'gpu' without a CUDA build) falls back
+    to the CPU at build time, as MindSpore Lite keeps the CPU as every target's fallback, with a
+    RuntimeWarning naming it: never silently.
     """
 
     def __init__(self):

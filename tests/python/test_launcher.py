@@ -324,6 +324,21 @@ def test_seed_sample_under_shardlite_launch(sample_models):
     check_sample_output(proc.stdout, prefixed=True)
 
 
+def test_seed_sample_with_its_gpu_target(sample_models, tmp_path):
+    """The sample with the reference's own target, ["gpu"] (only the import changed): the
+    ranks run on the CPU, each warning that it does."""
+    script = tmp_path / "gpu_main.py"
+    text = SAMPLE.read_text()
+    assert 'context.target = ["cpu"]' in text
+    script.write_text(text.replace('context.target = ["cpu"]', 'context.target = ["gpu"]'))
+    proc, _ = launch(["-n", 2, sys.executable, script, f"--model_path={sample_models}"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    check_sample_output(proc.stdout, prefixed=True)
+    for r in range(2):
+        assert any("RuntimeWarning: target 'gpu' needs a CUDA build" in ln and
+                   "runs on the CPU" in ln for ln in rank_lines(proc.stderr, r)), proc.stderr
+
+
 def test_seed_sample_under_mpirun(sample_models):
     mpirun = shutil.which("mpirun")
     if not mpirun:
