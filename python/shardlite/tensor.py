@@ -205,13 +205,45 @@ class Tensor(_shardlite.TensorBase):
 
     @property
     def dtype(self):
-        """The element type (DataType)."""
+        """The element type (DataType). Setting it gives a Tensor of user data zero-filled
+        data of the new type (as the reference's example sets dtype and shape, then the data);
+        a model's tensors keep the model's type (RuntimeError)."""
         return self._dtype
+
+    @dtype.setter
+    def dtype(self, value):
+        check_type("dtype", value, DataType)
+        self._unbound("dtype")
+        if value not in _NUMPY_OF:
+            raise ValueError(f"dtype {value.name} cannot hold data.")
+        if value != self._dtype:
+            self._data = np.zeros(self._data.shape, _NUMPY_OF[value])
+            self._dtype = value
 
     @property
     def shape(self):
-        """The dimensions, a list of int (-1 marks an unresolved dynamic dimension)."""
+        """The dimensions, a list of int (-1 marks an unresolved dynamic dimension). Setting
+        them on a Tensor of user data keeps its data when the element count stays (reshaped),
+        else gives zero-filled data; a model's tensors follow Model.resize (RuntimeError)."""
         return list(self._data.shape)
+
+    @shape.setter
+    def shape(self, value):
+        value = list(check_list("shape", value, int, containers=(list, tuple)))
+        self._unbound("shape")
+        if any(d < 0 for d in value):
+            raise ValueError(f"shape {value} has a negative dimension.")
+        if value != list(self._data.shape):
+            data = self._data
+            self._data = (data.reshape(value) if int(np.prod(value)) == data.size
+                          else np.zeros(value, data.dtype))
+
+    def _unbound(self, what):
+        """RuntimeError when this Tensor is a model's input or output."""
+        if isinstance(self._data, _shardlite.TensorRef):
+            raise RuntimeError(f"the {what} of the model's tensor '{self._name}' is the model's: "
+                               "resize the model (Model.resize) or give predict a Tensor of "
+                               "your own")
 
     @property
     def format(self):

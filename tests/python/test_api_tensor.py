@@ -106,6 +106,46 @@ def test_tensor_name_and_format_settable(mslite):
     assert t.name == "w" and t.format == mslite.Format.NHWC
 
 
+def test_dtype_and_shape_settable(mslite):
+    """The reference's pattern: an empty Tensor told its dtype and shape, then given its data."""
+    t = mslite.Tensor()
+    t.dtype = mslite.DataType.INT32
+    t.shape = [2, 3]
+    assert (t.dtype, t.shape, t.data_size) == (mslite.DataType.INT32, [2, 3], 24)
+    np.testing.assert_array_equal(t.get_data_to_numpy(), np.zeros((2, 3), np.int32))
+    t.shape = (3, 2)  # the same element count: the data is kept, reshaped
+    t.set_data_from_numpy(np.arange(6, dtype=np.int32))
+    t.shape = [6]
+    np.testing.assert_array_equal(t.get_data_to_numpy(), np.arange(6))
+    t.shape = [4]  # another count: zero-filled
+    np.testing.assert_array_equal(t.get_data_to_numpy(), np.zeros(4, np.int32))
+    with pytest.raises(TypeError):
+        t.dtype = np.float32
+    with pytest.raises(TypeError):
+        t.shape = [2.0]
+    with pytest.raises(ValueError):
+        t.shape = [-1, 2]
+    assert t.shape == [4]
+
+
+def test_predict_with_a_tensor_described_like_the_input(mslite, matmul_model, load_model):
+    """The reference's predict example: a new Tensor takes the input's dtype, shape, format and
+    name, gets flat data (np.fromfile's), and predict computes with it."""
+    path, w = matmul_model()
+    model = load_model(path)
+    (inp,) = model.get_inputs()
+    t = mslite.Tensor()
+    t.dtype, t.shape, t.format, t.name = inp.dtype, inp.shape, inp.format, inp.name
+    x = np.arange(8, dtype=np.float32) / 8
+    t.set_data_from_numpy(x)
+    (out,) = model.predict([t])
+    np.testing.assert_allclose(out.get_data_to_numpy(), x.reshape(2, 4) @ w, rtol=1e-5)
+    for attr, value in (("shape", [3, 4]), ("dtype", mslite.DataType.FLOAT64)):
+        with pytest.raises(RuntimeError) as e:
+            setattr(inp, attr, value)
+        assert "Model.resize" in msg(e)
+
+
 def test_bfloat16_extension(mslite):
     t = mslite.Tensor(shape=[2], dtype=mslite.DataType.BFLOAT16)
     assert t.dtype.value == 46 and t.element_num == 2 and t.data_size == 4
