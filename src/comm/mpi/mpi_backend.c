@@ -127,6 +127,7 @@ typedef int (*poll_fn)(void *arg, int *rc);
 typedef struct requests {
     int n;
     MPI_Request *reqs;
+    const int *from; /* [n]: the world rank whose message request i receives, or -1 */
 } requests;
 
 static int poll_requests(void *arg, int *rc)
@@ -145,9 +146,46 @@ static int poll_requests(void *arg, int *rc)
     return done;
 }
 
+/* "0,1,3" into buf. */
+static const char *ranks_str(const int *ranks, int n, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && used < size; i++) {
+        used += (size_t)snprintf(buf + used, size - used, "%s%d", i ? "," : "", ranks[i]);
+    }
+    return buf;
+}
+
+/* Whom a wait that gives up waited for, into buf: "rank 1", "ranks 1,3" (the senders of its
+ * receives still pending) or "the other ranks". */
+typedef void (*who_fn)(void *arg, char *buf, size_t size);
+
+static void senders_pending(void *arg, char *buf, size_t size)
+{
+    requests *r = arg;
+    int ranks[2 * SL_COMM_MAX_RANKS], k = 0;
+    for (int i = 0; r->from && i < r->n; i++) {
+        int done = 1;
+        MPI_Status status;
+        if (r->from[i] >= 0 && MPI_Request_get_status(r->reqs[i], &done, &status) == MPI_SUCCESS &&
+            !done) {
+            ranks[k++] = r->from[i];
+        }
+    }
+    if (k == 0) {
+        snprintf(buf, size, "the other ranks");
+        return;
+    }
+    char list[256];
+    snprintf(buf, size, "rank%s %s", k > 1 ? "s" : "", ranks_str(ranks, k, list, sizeof list));
+}
+
 /* Waits until poll says done; checks the interrupt check and the deadline every 10 ms. rank and
- * what say who waits for what. On giving up, marks the process's MPI abandoned. */
-static sl_status wait_for(poll_fn poll, void *arg, int rank, double timeout, const char *what)
+ * what say who waits for what, who (NULL: "the other ranks") for whom. On giving up, marks the
+ * process's MPI abandoned. */
+static sl_status wait_for(poll_fn poll, void *arg, who_fn who, int rank, double timeout,
+                          const char *what)
 {
     double start = now_s(), last = start;
     for (unsigned i = 1;; i++) {
@@ -173,15 +211,17 @@ static sl_status wait_for(poll_fn poll, void *arg, int rank, double timeout, con
         if (!interrupted && t - start <= timeout) {
             continue;
         }
-        char msg[sizeof abandoned];
+        char msg[sizeof abandoned], whom[300] = "the other ranks";
+        if (who) {
+            who(arg, whom, sizeof whom);
+        }
         if (interrupted) {
-            snprintf(msg, sizeof msg,
-                     "rank %d was interrupted while waiting for the other ranks (%s)", rank, what);
+            snprintf(msg, sizeof msg, "rank %d was interrupted while waiting for %s (%s)", rank,
+                     whom, what);
         } else {
             snprintf(msg, sizeof msg,
-                     "rank %d waited %g s for the other ranks (%s): deadline passed "
-                     "(SHARDLITE_COMM_TIMEOUT)",
-                     rank, timeout, what);
+                     "rank %d waited %g s for %s (%s): deadline passed (SHARDLITE_COMM_TIMEOUT)",
+                     rank, timeout, whom, what);
         }
         return give_up(interrupted ? SL_ERR_INTERRUPTED : SL_ERR_STATE, msg);
     }
@@ -190,9 +230,15 @@ static sl_status wait_for(poll_fn poll, void *arg, int rank, double timeout, con
 /* A look for the next message from a peer, whatever its tag. */
 typedef struct probe {
     int peer, flag;
+    int from; /* the peer's world rank */
     MPI_Comm comm;
     MPI_Status status;
 } probe;
+
+static void probed_sender(void *arg, char *buf, size_t size)
+{
+    snprintf(buf, size, "rank %d", ((probe *)arg)->from);
+}
 
 static int poll_probe(void *arg, int *rc)
 {
@@ -204,11 +250,12 @@ static int poll_probe(void *arg, int *rc)
     return p->flag;
 }
 
-static sl_status wait_requests(int n, MPI_Request *reqs, int rank, double timeout,
-                               const char *what)
+/* from: see requests (NULL: none known) */
+static sl_status wait_requests(int n, MPI_Request *reqs, const int *from, int rank,
+                               double timeout, const char *what)
 {
-    requests r = {n, reqs};
-    return wait_for(poll_requests, &r, rank, timeout, what);
+    requests r = {n, reqs, from};
+    return wait_for(poll_requests, &r, senders_pending, rank, timeout, what);
 }
 
 /* MPI_Init, then, at the process's exit (finalize_at_exit), MPI_Finalize. */
@@ -320,7 +367,7 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
     }
     pthread_mutex_unlock(&state_mu);
     SL_TRY(st);
-    SL_TRY(wait_for(poll_init, NULL, w->rank, timeout, "MPI_Init"));
+    SL_TRY(wait_for(poll_init, NULL, NULL, w->rank, timeout, "MPI_Init"));
     if (init_rc != MPI_SUCCESS) {
         return mpi_fail(init_rc, "MPI_Init_thread");
     }
@@ -341,7 +388,7 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
         if (rc != MPI_SUCCESS) {
             return give_up_on(rc, "MPI_Comm_idup");
         }
-        SL_TRY(wait_requests(1, &req, w->rank, timeout, "MPI_Comm_idup of the world"));
+        SL_TRY(wait_requests(1, &req, NULL, w->rank, timeout, "MPI_Comm_idup of the world"));
     }
     int wrank, wsize;
     MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
@@ -353,17 +400,6 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
     return SL_OK;
 }
 
-/* "0,1,3" into buf. */
-static const char *ranks_str(const int *ranks, int n, char *buf, size_t size)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < n && used < size; i++) {
-        used += (size_t)snprintf(buf + used, size - used, "%s%d", i ? "," : "", ranks[i]);
-    }
-    return buf;
-}
-
 /* Sends `bytes` at mine to every other member of s's group on comm (the backend's world, where
  * members are their world ranks, or a communicator of the group itself) with tag, and receives
  * theirs into all[member], within the deadline. */
@@ -371,13 +407,16 @@ static sl_status exchange(const mpi_state *s, MPI_Comm comm, const void *mine, v
                           int bytes, int tag, const char *what)
 {
     MPI_Request reqs[2 * SL_COMM_MAX_RANKS];
+    int from[2 * SL_COMM_MAX_RANKS];
     int k = 0, rc = MPI_SUCCESS;
     for (int m = 0; m < s->n && rc == MPI_SUCCESS; m++) {
         if (m != s->me) {
             int peer = comm == world ? s->ranks[m] : m;
+            from[k] = -1;
             rc = MPI_Isend(mine, bytes, MPI_BYTE, peer, tag, comm, &reqs[k++]);
             if (rc == MPI_SUCCESS) {
                 void *theirs = bytes ? (char *)all + (size_t)m * (size_t)bytes : NULL;
+                from[k] = s->ranks[m];
                 rc = MPI_Irecv(theirs, bytes, MPI_BYTE, peer, tag, comm, &reqs[k++]);
             }
         }
@@ -385,7 +424,7 @@ static sl_status exchange(const mpi_state *s, MPI_Comm comm, const void *mine, v
     if (rc != MPI_SUCCESS) {
         return give_up_on(rc, what);
     }
-    return wait_requests(k, reqs, s->ranks[s->me], s->timeout, what);
+    return wait_requests(k, reqs, from, s->ranks[s->me], s->timeout, what);
 }
 
 /* Before the (blocking) MPI_Comm_create_group: every member of s's group sends every other the
@@ -581,8 +620,8 @@ static sl_status mpi_run(void *state, const sl_coll_desc *d, const void *in, voi
         snprintf(what, sizeof what, "MPI %s %s rank %d", op,
                  d->kind == SL_COLL_SEND ? "to" : "from", s->ranks[d->peer]);
         if (d->kind == SL_COLL_RECV) { /* the peer's next message must be this one */
-            probe p = {.peer = d->peer, .comm = s->comm};
-            SL_TRY(wait_for(poll_probe, &p, s->ranks[s->me], s->timeout, what));
+            probe p = {.peer = d->peer, .from = s->ranks[d->peer], .comm = s->comm};
+            SL_TRY(wait_for(poll_probe, &p, probed_sender, s->ranks[s->me], s->timeout, what));
             int sent = 0;
             MPI_Get_count(&p.status, MPI_BYTE, &sent);
             if ((size_t)sent != bytes || p.status.MPI_TAG != d->tag) {
@@ -602,7 +641,7 @@ static sl_status mpi_run(void *state, const sl_coll_desc *d, const void *in, voi
         if (rc != MPI_SUCCESS) {
             return mpi_fail(rc, what);
         }
-        return wait_requests(1, &req, s->ranks[s->me], s->timeout, what);
+        return wait_requests(1, &req, &s->ranks[d->peer], s->ranks[s->me], s->timeout, what);
     }
     s->seq++;
     snprintf(what, sizeof what, "MPI %s, collective #%llu", op, (unsigned long long)s->seq);
