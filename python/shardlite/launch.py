@@ -14,11 +14,12 @@ the launcher dies); SIGINT, SIGTERM and SIGHUP sent to the launcher go to every 
 When a rank exits with a non-zero status or is killed, the others get a moment to end on their
 own (a collective error is then reported by each rank), then SIGTERM, then SIGKILL; the launcher
 names the rank and how it ended and exits with its exit code (128 + the signal number when it
-was killed). Every wait is bounded but one: the output of ranks that have ended is passed on in
-full, however slowly it is read. Whatever the ranks started ends with them (their process groups
-are killed at the end, by a watchdog process that does it however the launcher ends, SIGKILL
-included), and so do the job's /dev/shm/shardlite-<job>-* segments that a rank killed during
-its rendezvous left.
+was killed). When SIGINT, SIGTERM or SIGHUP stopped the job, the launcher then ends by that
+signal itself (so that a shell script running it ends on Ctrl-C). Every wait is bounded but
+one: the output of ranks that have ended is passed on in full, however slowly it is read.
+Whatever the ranks started ends with them (their process groups are killed at the end, by a
+watchdog process that does it however the launcher ends, SIGKILL included), and so do the job's
+/dev/shm/shardlite-<job>-* segments that a rank killed during its rendezvous left.
 """
 
 import argparse
@@ -278,6 +279,14 @@ class _Job:
         self.signal_live(sig)
 
 
+def _end_by(sig):
+    """Ends the launcher by sig, its default action (as CPython ends on an uncaught
+    KeyboardInterrupt), so that its parent sees it killed by the signal that stopped the job, not
+    an exit status: a shell script ends on Ctrl-C only when its child died of SIGINT."""
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+
+
 def _start(cmd, size, job, prefix, timeout, bind, watchdog):
     """Starts the ranks, telling the watchdog their process groups; returns the _Job and the
     output threads. Ranks already started are killed if a later one cannot start."""
@@ -357,7 +366,7 @@ def _supervise(job):
 
 def run(cmd, size, prefix=True, timeout=None, bind=True):
     """Runs cmd as `size` ranks of a new job; returns the launcher's exit status (0 when every
-    rank exited with 0)."""
+    rank exited with 0), or ends the process by the signal that stopped the job (_end_by)."""
     if not cmd:
         raise ValueError("no command to launch")
     if not 1 <= size <= MAX_RANKS:
@@ -397,7 +406,8 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
     if job.signals:
         sig = job.signals[0]
         _say(f"received {signal.Signals(sig).name}: stopped the ranks")
-        return 128 + sig
+        _end_by(sig)
+        return 128 + sig  # (not reached unless sig is blocked)
     if failure is not None:
         rank, rc = failure
         others = [f"rank {r} {describe(p.returncode)}" for r, p in enumerate(job.procs)

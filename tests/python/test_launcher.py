@@ -261,15 +261,18 @@ def test_success_and_bad_arguments():
         assert proc.returncode != 0 and proc.stderr, bad
 
 
-def test_sigterm_to_the_launcher_reaches_every_rank(tmp_path):
-    # each rank notes its pid, then waits; on SIGTERM it writes a marker and exits 0
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_signal_to_the_launcher_reaches_every_rank(tmp_path, sig):
+    """Each forwarded signal reaches every rank; the launcher then says so and ends by that
+    signal itself (its parent sees it killed by the signal, not an exit status)."""
+    # each rank notes its pid, then waits; on the signal it writes a marker and exits 0
     code = ("import os, signal, sys, time\n"
             f"d = {str(tmp_path)!r}\n"
             "r = os.environ['SHARDLITE_RANK']\n"
-            "def on_term(sig, frame):\n"
-            "    open(os.path.join(d, 'term' + r), 'w').close()\n"
+            "def on_signal(sig, frame):\n"
+            "    open(os.path.join(d, 'got' + r), 'w').close()\n"
             "    sys.exit(0)\n"
-            "signal.signal(signal.SIGTERM, on_term)\n"
+            f"signal.signal({int(sig)}, on_signal)\n"
             "open(os.path.join(d, 'pid' + r), 'w').write(str(os.getpid()))\n"
             "time.sleep(60)\n")
     launcher = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
@@ -281,13 +284,32 @@ def test_sigterm_to_the_launcher_reaches_every_rank(tmp_path):
         assert time.monotonic() < deadline and launcher.poll() is None, launcher.communicate()
         time.sleep(0.05)
     t0 = time.monotonic()
-    launcher.send_signal(signal.SIGTERM)
+    launcher.send_signal(sig)
     _, err = launcher.communicate(timeout=15)
     assert time.monotonic() - t0 < 5
-    assert launcher.returncode == 128 + signal.SIGTERM, err
-    assert "received SIGTERM" in err
-    assert (tmp_path / "term0").exists() and (tmp_path / "term1").exists()
+    assert launcher.returncode == -sig, err
+    assert err.splitlines()[-1] == f"shardlite launch: received {sig.name}: stopped the ranks"
+    assert (tmp_path / "got0").exists() and (tmp_path / "got1").exists()
     assert not wait_gone([int(p.read_text()) for p in pid_files])
+
+
+@pytest.mark.parametrize("entry", [["-m", "shardlite", "launch"], ["-m", "shardlite.launch"]])
+def test_ctrl_c_ends_a_shell_loop(entry):
+    """Ctrl-C (SIGINT to the foreground process group: bash and the launcher) in a bash loop
+    that runs the launcher ends the loop: bash ends a script on Ctrl-C only when its child died
+    of SIGINT, and the launcher does, after stopping its ranks (from either entry)."""
+    launcher = " ".join([sys.executable, *entry])
+    script = (f"for i in 1 2 3; do echo start $i; {launcher} -n 2 -- {sys.executable} -c "
+              "'import time; time.sleep(3)'; echo rc=$?; done")
+    bash = subprocess.Popen(["bash", "-c", script], cwd=str(REPO), env=launch_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    time.sleep(1.5)
+    os.killpg(bash.pid, signal.SIGINT)
+    out, err = bash.communicate(timeout=30)
+    assert out.split("\n")[:1] == ["start 1"] and "start 2" not in out, out + err
+    assert bash.returncode == -signal.SIGINT, out + err
+    assert "shardlite launch: received SIGINT: stopped the ranks" in err, err
 
 
 # ---- the seed sample on 2 ranks ----
