@@ -86,14 +86,21 @@ def sample_values(lines):
     return np.array([float(v) for v in data[0][len("output data is:"):].split()])
 
 
-def gone(pid):
-    """Whether process pid has ended (no such process, or a zombie)."""
+def proc_stat(pid):
+    """The fields of /proc/<pid>/stat after the command's name: [0] is the state ('R', 'S',
+    'T' stopped, 'Z'...), [11] and [12] the user and system CPU time in clock ticks; None when
+    there is no such process."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
+            return f.read().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
-        return True
-    return state in ("Z", "X")
+        return None
+
+
+def gone(pid):
+    """Whether process pid has ended (no such process, or a zombie)."""
+    stat = proc_stat(pid)
+    return stat is None or stat[0] in ("Z", "X")
 
 
 def wait_gone(pids, seconds=5.0):
