@@ -10,6 +10,8 @@ the launcher's CPUs, whole cores where there are enough (as mpirun binds ranks t
 there are at least as many CPUs as ranks: the scheduler then never stacks two ranks on one core
 while another idles. Every rank runs in its own process group (and is killed if
 the launcher dies); SIGINT, SIGTERM and SIGHUP sent to the launcher go to every rank's group.
+Ctrl-Z (SIGTSTP) stops the ranks and then the launcher, and continuing the launcher continues
+them.
 
 When a rank exits with a non-zero status or is killed, the others get a moment to end on their
 own (a collective error is then reported by each rank), then SIGTERM, then SIGKILL; the launcher
@@ -48,7 +50,8 @@ _REAP_S = 5.0
 # left the ranks' groups may hold the pipe open, writing now and then or never); time spent
 # passing output on to a slow reader does not count.
 _DRAIN_S = 2.0
-_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Forwarded to the ranks, but SIGTSTP (_Job.suspend).
+_HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -275,14 +278,31 @@ class _Job:
                 pass
 
     def on_signal(self, sig, frame):
+        if sig == signal.SIGTSTP:
+            self.suspend()
+            return
         self.signals.append(sig)
         self.signal_live(sig)
 
+    def suspend(self):
+        """Ctrl-Z: stops the ranks, then the launcher (SIGTSTP's default action); once the
+        launcher is continued (fg, bg, SIGCONT), continues them. The ranks get SIGSTOP: each is
+        in a session of its own, away from its parent, so its process group is orphaned, and
+        the kernel drops a SIGTSTP that would stop a process there (as POSIX says); a rank may
+        also catch or ignore SIGTSTP. A stopped rank is not an ended one: poll() only reports
+        ranks that exited or were killed."""
+        self.signal_live(signal.SIGSTOP)
+        handler = signal.getsignal(signal.SIGTSTP)
+        _default_action(signal.SIGTSTP)  # returns once continued (at once if dropped)
+        signal.signal(signal.SIGTSTP, handler)
+        self.signal_live(signal.SIGCONT)
 
-def _end_by(sig):
-    """Ends the launcher by sig, its default action (as CPython ends on an uncaught
-    KeyboardInterrupt), so that its parent sees it killed by the signal that stopped the job, not
-    an exit status: a shell script ends on Ctrl-C only when its child died of SIGINT."""
+
+def _default_action(sig):
+    """Takes sig's default action on the launcher (SIG_DFL, then sig to itself): ends it, as
+    CPython ends on an uncaught KeyboardInterrupt, so that its parent sees it killed by the signal
+    that stopped the job, not an exit status (a shell script ends on Ctrl-C only when its child
+    died of SIGINT); or, for SIGTSTP, stops it until it is continued."""
     signal.signal(sig, signal.SIG_DFL)
     os.kill(os.getpid(), sig)
 
@@ -366,7 +386,7 @@ def _supervise(job):
 
 def run(cmd, size, prefix=True, timeout=None, bind=True):
     """Runs cmd as `size` ranks of a new job; returns the launcher's exit status (0 when every
-    rank exited with 0), or ends the process by the signal that stopped the job (_end_by)."""
+    rank exited with 0), or ends the process by the signal that stopped the job."""
     if not cmd:
         raise ValueError("no command to launch")
     if not 1 <= size <= MAX_RANKS:
@@ -381,7 +401,7 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
         # Signals that arrive while the ranks start are handled once they all run.
         if main_thread:
             pending = []
-            for sig in _FORWARDED:
+            for sig in _HANDLED:
                 previous[sig] = signal.signal(sig, lambda s, f: pending.append(s))
         try:
             watchdog = _watchdog(job_id)
@@ -390,7 +410,7 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
             _say(f"cannot start {cmd[0]}: {e.strerror or e}")
             return 126 if isinstance(e, PermissionError) else 127
         if main_thread:
-            for sig in _FORWARDED:
+            for sig in _HANDLED:
                 signal.signal(sig, job.on_signal)
             for sig in pending:
                 job.on_signal(sig, None)
@@ -406,7 +426,7 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
     if job.signals:
         sig = job.signals[0]
         _say(f"received {signal.Signals(sig).name}: stopped the ranks")
-        _end_by(sig)
+        _default_action(sig)
         return 128 + sig  # (not reached unless sig is blocked)
     if failure is not None:
         rank, rc = failure

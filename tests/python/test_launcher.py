@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -16,8 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import IN_CI, REPO
-from launching import (SAMPLE, launch, launch_env, rank_lines, row_split_models, sample_values,
-                       wait_gone)
+from launching import (SAMPLE, launch, launch_env, proc_stat, rank_lines, row_split_models,
+                       sample_values, wait_gone)
 
 PRINT_ENV = ("import os; print(' '.join(os.environ.get(k, '-') for k in ('SHARDLITE_RANK', "
              "'SHARDLITE_WORLD_SIZE', 'SHARDLITE_LOCAL_RANK', 'SHARDLITE_JOB_ID', "
@@ -310,6 +311,65 @@ def test_ctrl_c_ends_a_shell_loop(entry):
     assert out.split("\n")[:1] == ["start 1"] and "start 2" not in out, out + err
     assert bash.returncode == -signal.SIGINT, out + err
     assert "shardlite launch: received SIGINT: stopped the ranks" in err, err
+
+
+def test_ctrl_z_stops_the_ranks():
+    """SIGTSTP (Ctrl-Z) to the launcher stops every rank (state T, no CPU time used), then the
+    launcher itself, as its parent sees; SIGCONT continues them, and the job ends with 0, no
+    rank reported as failed."""
+    # each rank prints its pid, then counts for 2 s of its own CPU time (stopped time does not
+    # count), printing now and then
+    code = ("import os, time\n"
+            "print('pid', os.getpid())\n"
+            "i = 0\n"
+            "while time.process_time() < 2:\n"
+            "    i += 1\n"
+            "    if i % 200000 == 0:\n"
+            "        print(i)\n")
+    # in a process group of its own in this session: one that is not orphaned, as a shell's
+    # job is (the kernel drops a SIGTSTP that would stop a process in an orphaned group)
+    launcher = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
+                                 sys.executable, "-c", code], cwd=str(REPO), env=launch_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=os.setpgrp)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)
+    reader.start()
+
+    def rank_pids():
+        return [int(ln.split()[2]) for ln in list(lines) if ln.split()[1] == "pid"]
+
+    def states():  # '-': gone
+        return [(proc_stat(p) or ["-"])[0] for p in pids]
+
+    try:
+        deadline = time.monotonic() + 20
+        while len(rank_pids()) < 2 or len(lines) < 3:  # both pids and a count: they run
+            assert time.monotonic() < deadline and launcher.poll() is None, lines
+            time.sleep(0.05)
+        pids = rank_pids()
+        launcher.send_signal(signal.SIGTSTP)
+        _, status = os.waitpid(launcher.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGTSTP
+        deadline = time.monotonic() + 5
+        while states() != ["T", "T"]:
+            assert time.monotonic() < deadline, states()
+            time.sleep(0.02)
+        cpu = [proc_stat(p)[11:13] for p in pids]
+        time.sleep(0.5)
+        assert [proc_stat(p)[11:13] for p in pids] == cpu, "a stopped rank used CPU time"
+        shown = len(lines)
+        launcher.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 5
+        while "T" in states() or len(lines) == shown:
+            assert time.monotonic() < deadline, states()
+            time.sleep(0.02)
+        launcher.wait(30)
+    finally:
+        launcher.kill()
+    reader.join(5)
+    err = launcher.stderr.read()
+    assert launcher.returncode == 0 and err == "", err
 
 
 # ---- the seed sample on 2 ranks ----
