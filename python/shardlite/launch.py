@@ -401,8 +401,9 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
         # Signals that arrive while the ranks start are handled once they all run.
         if main_thread:
             pending = []
-            for sig in _HANDLED:
-                previous[sig] = signal.signal(sig, lambda s, f: pending.append(s))
+            for sig in _HANDLED:  # (a signal its parent ignores, as nohup does SIGHUP, stays so)
+                if signal.getsignal(sig) != signal.SIG_IGN:
+                    previous[sig] = signal.signal(sig, lambda s, f: pending.append(s))
         try:
             watchdog = _watchdog(job_id)
             job, pumps = _start(cmd, size, job_id, prefix, timeout, bind, watchdog)
@@ -410,7 +411,7 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
             _say(f"cannot start {cmd[0]}: {e.strerror or e}")
             return 126 if isinstance(e, PermissionError) else 127
         if main_thread:
-            for sig in _HANDLED:
+            for sig in previous:
                 signal.signal(sig, job.on_signal)
             for sig in pending:
                 job.on_signal(sig, None)

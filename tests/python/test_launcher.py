@@ -294,6 +294,20 @@ def test_signal_to_the_launcher_reaches_every_rank(tmp_path, sig):
     assert not wait_gone([int(p.read_text()) for p in pid_files])
 
 
+def test_an_ignored_sighup_stays_ignored():
+    """Under nohup (SIGHUP ignored), a hang-up neither ends the launcher nor reaches the ranks."""
+    ignore = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)  # noqa: E731
+    launcher = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
+                                 sys.executable, "-c", "import time; time.sleep(2); print('done')"],
+                                cwd=str(REPO), env=launch_env(), preexec_fn=ignore,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    launcher.send_signal(signal.SIGHUP)
+    out, err = launcher.communicate(timeout=30)
+    assert launcher.returncode == 0, err
+    assert sorted(out.splitlines()) == ["[0] done", "[1] done"]
+
+
 @pytest.mark.parametrize("entry", [["-m", "shardlite", "launch"], ["-m", "shardlite.launch"]])
 def test_ctrl_c_ends_a_shell_loop(entry):
     """Ctrl-C (SIGINT to the foreground process group: bash and the launcher) in a bash loop
