@@ -104,6 +104,25 @@ sl_status sl_comm_timeout(double *out);
  * ~10 ms. */
 SL_API int sl_comm_interrupted(void);
 
+/* The seconds a wait has waited, not counting time its process was stopped (Ctrl-Z, SIGSTOP:
+ * a job stopped longer than its deadline and continued goes on): called at each look at the
+ * clock (every few milliseconds), with `now` in seconds; a gap of more than a second since the
+ * last look is a stop, and is taken off. Zero-initialise before the first look. */
+typedef struct sl_wait_clock {
+    double start, last;
+} sl_wait_clock;
+
+static inline double sl_waited(sl_wait_clock *w, double now)
+{
+    if (w->start == 0) {
+        w->start = w->last = now;
+    } else if (now - w->last > 1.0) {
+        w->start += now - w->last;
+    }
+    w->last = now;
+    return now - w->start;
+}
+
 extern const sl_comm_backend sl_comm_shm;
 
 #endif

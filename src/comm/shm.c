@@ -256,16 +256,17 @@ static sl_status wait_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t target,
                           const char *what, uint64_t *value)
 {
     uint64_t v;
-    double start = 0, last_check = 0;
+    double last_check = 0;
+    sl_wait_clock clock = {0};
     for (unsigned spins = 0; (v = atomic_load_explicit(flag, memory_order_acquire)) < target;
          spins++) {
         if (spins < c->spins) {
             cpu_relax();
             continue;
         }
-        double t = now_s();
-        if (start == 0) {
-            start = last_check = t;
+        double t = now_s(), waited = sl_waited(&clock, t);
+        if (last_check == 0) {
+            last_check = t;
         }
         SL_TRY(group_failed(c));
         if (check_due(t, &last_check)) {
@@ -285,14 +286,14 @@ static sl_status wait_flag(shm_comm *c, _Atomic uint64_t *flag, uint64_t target,
                                         (unsigned long long)c->seq));
             }
         }
-        if (t - start > c->timeout) {
+        if (waited > c->timeout) {
             return fail(c, sl_error(SL_ERR_STATE,
                                     "rank %d waited %.0f s for rank %d (%s, collective #%llu): "
                                     "deadline passed (SHARDLITE_COMM_TIMEOUT)",
                                     c->world_ranks[c->me], c->timeout, c->world_ranks[m], what,
                                     (unsigned long long)c->seq));
         }
-        if (t - start < 1e-3) {
+        if (waited < 1e-3) {
             sched_yield();
             continue;
         }

@@ -558,3 +558,53 @@ def test_malformed_rank_table(sample_models, tmp_path, table):
     assert rc != 0
     assert re.search(r"RuntimeError: build_from_file failed! Error is distributed "
                      r"configuration: .*(rank table|Expecting value)", err), err
+
+
+STOPPED_WAIT = """
+import sys, time
+import numpy as np
+import shardlite as mslite
+stem, rank = sys.argv[1][:-len(".mindir")], mslite.distributed()["rank"]
+model = mslite.Model()
+model.build_from_file(f"{stem}{rank}.mindir", mslite.ModelType.MINDIR, mslite.Context())
+inputs = model.get_inputs()
+inputs[0].set_data_from_numpy(np.ones(inputs[0].shape, np.float32))
+print("built", flush=True)
+while rank == 1 and time.process_time() < 1.5:  # rank 0 waits for it in the AllReduce
+    pass
+print("out", model.predict(inputs)[0].get_data_to_numpy().ravel().tolist(), flush=True)
+"""
+
+
+def test_a_stop_does_not_count_against_the_deadline(sample_models):
+    """Ctrl-Z stops the job for 4 s while rank 0 waits in its AllReduce for rank 1 (busy for
+    1.5 s of CPU time), with a 3 s deadline: continued, the job ends well, the stop not counted."""
+    launcher = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
+                                 sys.executable, "-c", STOPPED_WAIT, str(sample_models)],
+                                cwd=str(REPO), env=launch_env(SHARDLITE_COMM_TIMEOUT=3),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=os.setpgrp)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 20
+        while sum("built" in ln for ln in list(lines)) < 2:
+            assert time.monotonic() < deadline and launcher.poll() is None, lines
+            time.sleep(0.01)
+        launcher.send_signal(signal.SIGTSTP)
+        _, status = os.waitpid(launcher.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)
+        time.sleep(4)
+        launcher.send_signal(signal.SIGCONT)
+        launcher.wait(30)
+    finally:
+        launcher.kill()
+    reader.join(5)
+    err = launcher.stderr.read()
+    assert launcher.returncode == 0, err
+    want = (np.ones((2, 8), np.float32) @ W).ravel()
+    outs = [ln for ln in lines if " out " in ln]
+    assert len(outs) == 2, lines
+    for ln in outs:
+        np.testing.assert_allclose(json.loads(ln.split(" out ", 1)[1]), want, rtol=1e-5)

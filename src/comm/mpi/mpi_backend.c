@@ -187,7 +187,9 @@ static void senders_pending(void *arg, char *buf, size_t size)
 static sl_status wait_for(poll_fn poll, void *arg, who_fn who, int rank, double timeout,
                           const char *what)
 {
-    double start = now_s(), last = start;
+    sl_wait_clock clock = {0};
+    double last = now_s();
+    sl_waited(&clock, last);
     for (unsigned i = 1;; i++) {
         int rc = MPI_SUCCESS, done = poll(arg, &rc);
         if (done < 0) {
@@ -202,13 +204,13 @@ static sl_status wait_for(poll_fn poll, void *arg, who_fn who, int rank, double 
         if (i % 64) {
             continue;
         }
-        double t = now_s();
+        double t = now_s(), waited = sl_waited(&clock, t);
         if (t - last <= 0.01) {
             continue;
         }
         last = t;
         int interrupted = sl_comm_interrupted();
-        if (!interrupted && t - start <= timeout) {
+        if (!interrupted && waited <= timeout) {
             continue;
         }
         char msg[sizeof abandoned], whom[300] = "the other ranks";
