@@ -503,19 +503,24 @@ def run_explicit(stem, how, arg, ranks=(0, 1)):
     return results
 
 
+def explicit_arg(tmp_path, how):
+    """run_explicit's argument for `how`: a fresh job id, or a 2-rank table written in
+    tmp_path."""
+    if how == "section":
+        return "explicit" + uuid.uuid4().hex[:8]
+    devices = [{"device_id": str(r), "rank_id": str(r)} for r in range(2)]
+    (tmp_path / "rank_table.json").write_text(json.dumps(
+        {"server_list": [{"server_id": "127.0.0.1", "device": devices}]}))
+    return str(tmp_path / "rank_table.json")
+
+
 @pytest.mark.parametrize("how", ["section", "rank table"])
 def test_explicit_ranks(sample_models, tmp_path, how):
     """Two processes started by hand, told their ranks by a [distributed] section or by an
     Ascend rank table plus context.ascend.rank_id: both compute ones @ W, and report where
     their rank came from."""
     stem = str(sample_models)[:-len(".mindir")]
-    if how == "section":
-        arg = "explicit" + uuid.uuid4().hex[:8]
-    else:
-        arg = str(tmp_path / "rank_table.json")
-        devices = [{"device_id": str(r), "rank_id": str(r)} for r in range(2)]
-        (tmp_path / "rank_table.json").write_text(json.dumps(
-            {"server_list": [{"server_id": "127.0.0.1", "device": devices}]}))
+    arg = explicit_arg(tmp_path, how)
     want = (np.ones((2, 8), np.float32) @ W).ravel()
     results = run_explicit(stem, "table" if how == "rank table" else how, arg)
     jobs = set()
@@ -534,13 +539,7 @@ def test_explicit_rank_named_for_missing_model(tmp_path, how):
     """A rank whose model file is missing names the rank its configuration gives it (there are
     no launcher variables to go by)."""
     stem = str(tmp_path / "absent")
-    if how == "section":
-        arg = "explicit" + uuid.uuid4().hex[:8]
-    else:
-        arg = str(tmp_path / "rank_table.json")
-        devices = [{"device_id": str(r), "rank_id": str(r)} for r in range(2)]
-        (tmp_path / "rank_table.json").write_text(json.dumps(
-            {"server_list": [{"server_id": "127.0.0.1", "device": devices}]}))
+    arg = explicit_arg(tmp_path, how)
     [(rc, out, err)] = run_explicit(stem, "table" if how == "rank table" else how, arg,
                                     ranks=(1,))
     assert rc != 0
