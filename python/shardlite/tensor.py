@@ -217,7 +217,7 @@ class Tensor(_shardlite.TensorBase):
         if value not in _NUMPY_OF:
             raise ValueError(f"dtype {value.name} cannot hold data.")
         if value != self._dtype:
-            self._data = np.zeros(self._data.shape, _NUMPY_OF[value])
+            self._data = np.zeros(self.shape, _NUMPY_OF[value])
             self._dtype = value
 
     @property
@@ -233,10 +233,10 @@ class Tensor(_shardlite.TensorBase):
         self._unbound("shape")
         if any(d < 0 for d in value):
             raise ValueError(f"shape {value} has a negative dimension.")
-        if value != list(self._data.shape):
-            data = self._data
+        if value != self.shape:
+            data = np.asarray(self._data)  # (a predict result's Buffer: a view of it)
             self._data = (data.reshape(value) if int(np.prod(value)) == data.size
-                          else np.zeros(value, data.dtype))
+                          else np.zeros(value, _NUMPY_OF[self._dtype]))
 
     def _unbound(self, what):
         """RuntimeError when this Tensor is a model's input or output."""

@@ -140,6 +140,11 @@ def test_predict_with_a_tensor_described_like_the_input(mslite, matmul_model, lo
     t.set_data_from_numpy(x)
     (out,) = model.predict([t])
     np.testing.assert_allclose(out.get_data_to_numpy(), x.reshape(2, 4) @ w, rtol=1e-5)
+    out.shape = [3, 2]  # a result: reshaped, then zero-filled
+    np.testing.assert_allclose(out.get_data_to_numpy(), (x.reshape(2, 4) @ w).reshape(3, 2),
+                               rtol=1e-5)
+    out.shape = [4]
+    np.testing.assert_array_equal(out.get_data_to_numpy(), np.zeros(4, np.float32))
     for attr, value in (("shape", [3, 4]), ("dtype", mslite.DataType.FLOAT64)):
         with pytest.raises(RuntimeError) as e:
             setattr(inp, attr, value)
