@@ -11,8 +11,8 @@ process, and against numpy.
 
     python examples/demo_distributed.py [DIR]   # prints OK, or FAILED and exits with 1
 
-The models stay in DIR (default: build/demo in the repository, emptied first), so the commands
-it prints can be run again.
+The models stay in DIR (a new or empty folder; default: build/demo in the repository, emptied
+first), so the commands it prints can be run again.
 """
 
 import os
@@ -74,9 +74,15 @@ def main():
     # the sample feeds ones
     want = (np.maximum(np.ones((BATCH, D_IN), np.float32) @ w1 + b1, 0) @ w2 + b2).ravel()
 
-    folder = sys.argv[1] if len(sys.argv) > 1 else str(REPO / "build" / "demo")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
+    if len(sys.argv) > 1:  # the user's folder: an empty or new one, never emptied here
+        folder = sys.argv[1]
+        if os.path.exists(folder) and os.listdir(folder):
+            print(f"FAILED: {folder} is not empty; give a new or empty folder")
+            return 1
+    else:
+        folder = str(REPO / "build" / "demo")
+        shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
     full = os.path.join(folder, "Mlp.mindir")
     write_full_model(full, w1, b1, w2, b2)
     unsplit = run_unsplit(full)
