@@ -385,8 +385,14 @@ def _supervise(job):
 
 
 def run(cmd, size, prefix=True, timeout=None, bind=True):
-    """Runs cmd as `size` ranks of a new job; returns the launcher's exit status (0 when every
-    rank exited with 0), or ends the process by the signal that stopped the job."""
+    """Runs cmd as `size` ranks of a new job; returns the launcher's exit status: 0 when every
+    rank exited with 0, a failed rank's (see exit_status), or 128 + the number of the signal
+    (SIGINT, SIGTERM, SIGHUP) that stopped the job."""
+    return _run(cmd, size, prefix, timeout, bind)[0]
+
+
+def _run(cmd, size, prefix, timeout, bind):
+    """run(); returns (the exit status, the signal that stopped the job or None)."""
     if not cmd:
         raise ValueError("no command to launch")
     if not 1 <= size <= MAX_RANKS:
@@ -409,7 +415,7 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
             job, pumps = _start(cmd, size, job_id, prefix, timeout, bind, watchdog)
         except OSError as e:
             _say(f"cannot start {cmd[0]}: {e.strerror or e}")
-            return 126 if isinstance(e, PermissionError) else 127
+            return 126 if isinstance(e, PermissionError) else 127, None
         if main_thread:
             for sig in previous:
                 signal.signal(sig, job.on_signal)
@@ -427,8 +433,7 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
     if job.signals:
         sig = job.signals[0]
         _say(f"received {signal.Signals(sig).name}: stopped the ranks")
-        _default_action(sig)
-        return 128 + sig  # (not reached unless sig is blocked)
+        return 128 + sig, sig
     if failure is not None:
         rank, rc = failure
         others = [f"rank {r} {describe(p.returncode)}" for r, p in enumerate(job.procs)
@@ -437,8 +442,8 @@ def run(cmd, size, prefix=True, timeout=None, bind=True):
         others += [f"rank {r} had exited with code 0 before it" for r, p in enumerate(job.procs)
                    if p.returncode == 0 and job.ended_at[r] < job.ended_at[rank]]
         _say(f"rank {rank} {describe(rc)}" + (f" ({'; '.join(others)})" if others else ""))
-        return exit_status(rc)
-    return 0
+        return exit_status(rc), None
+    return 0, None
 
 
 def add_arguments(parser):
@@ -457,11 +462,15 @@ def add_arguments(parser):
 
 
 def run_args(args):
-    """Runs the launcher from parsed add_arguments options."""
+    """Runs the launcher from parsed add_arguments options (the command line's): when a signal
+    stopped the job, ends the process by it (_default_action)."""
     cmd = list(args.cmd)
     if cmd[:1] == ["--"]:
         cmd = cmd[1:]
-    return run(cmd, args.nproc, prefix=args.prefix, timeout=args.timeout, bind=args.bind)
+    status, sig = _run(cmd, args.nproc, args.prefix, args.timeout, args.bind)
+    if sig is not None:
+        _default_action(sig)
+    return status  # (after a signal: only if it is blocked)
 
 
 def main(argv=None):
