@@ -83,8 +83,8 @@ class Model:
             model_path (str): the .mindir file.
             model_type (ModelType): ModelType.MINDIR (ONNX and MINDIR_LITE raise RuntimeError).
             context (Context, optional): None means a default CPU context; cpu.thread_num sets
-                the worker threads. Targets 'gpu' (without a CUDA build) and 'ascend' raise
-                RuntimeError.
+                the worker threads. Targets 'gpu' (without a CUDA build) and 'ascend' run on
+                the CPU, with a RuntimeWarning.
             config_path (str, optional): an INI file (``[section]``, ``key=value``, ``#``
                 comments). A concrete ``input_shape`` (``x:[2,8];y:[3]``) in any section
                 resizes the inputs at build.
@@ -96,8 +96,8 @@ class Model:
 
         Raises:
             TypeError: an argument of the wrong type.
-            RuntimeError: a missing file, an unsupported model type, target or decryption, or
-                a model that cannot be built. Building again replaces the model.
+            RuntimeError: a missing file, an unsupported model type or decryption, or a model
+                that cannot be built. Building again replaces the model.
         """
         check_type("model_path", model_path, str)
         check_type("model_type", model_type, ModelType)
@@ -106,10 +106,7 @@ class Model:
         check_type("context", context, Context)
         check_type("config_path", config_path, str)
         if not os.path.exists(model_path):
-            # the error names this process's rank: the configuration's, when it sets one
-            with contextlib.suppress(Exception):
-                _configure_distributed(context, _load_config(config_path, config_dict))
-            raise _missing("model_path", model_path)
+            raise _missing_model(model_path, context, config_path, config_dict)
         if config_path and not os.path.exists(config_path):
             raise _missing("config_path", config_path)
         if config_dict is not None:
@@ -322,6 +319,14 @@ def _missing(what, path):
         rank, size = 0, 1
     where = f", on rank {rank} of {size}" if size > 1 else ""
     return RuntimeError(f"build_from_file failed, {what} does not exist! ({path!r}{where})")
+
+
+def _missing_model(model_path, context, config_path, config_dict):
+    """_missing for the model file, naming this process's rank: the configuration's, when it
+    sets one (applied here as the build would have)."""
+    with contextlib.suppress(Exception):
+        _configure_distributed(context, _load_config(config_path, config_dict))
+    return _missing("model_path", model_path)
 
 
 def _configure_distributed(context, config):

@@ -5,7 +5,7 @@ import queue
 
 from ._check import check_list, check_type
 from .context import Context
-from .model import Model, ModelType, _missing
+from .model import Model, ModelType, _missing_model
 from .tensor import Tensor, _IntEnum, _NUMPY_OF
 
 import numpy as np
@@ -50,7 +50,8 @@ class ModelParallelRunner:
             context = Context()
         check_type("context", context, Context)
         if not os.path.exists(model_path):
-            raise _missing("model_path", model_path)
+            raise _missing_model(model_path, context, context.parallel.config_path,
+                                 context.parallel.config_info)
         count = context.parallel.workers_num or _default_workers()
 
         def worker(count):
