@@ -65,6 +65,7 @@ static int init_started, finalize_now;
 static pid_t init_pid; /* the process that registered finalize_at_exit (not a forked child) */
 static pthread_t init_thread;
 static MPI_Comm world = MPI_COMM_NULL; /* the backend's copy of MPI_COMM_WORLD */
+static _Atomic int world_ready;        /* set once world (and sum8, prod8) are made */
 /* set by the init thread: init_done once it returned init_rc with thread level init_level */
 static _Atomic int init_done;
 static int init_rc, init_level;
@@ -302,12 +303,15 @@ static void finalize_at_exit(int status, void *arg)
     pthread_join(init_thread, NULL);
 }
 
-static int poll_init(void *arg, int *rc)
+/* Whether the flag at arg (init_done, world_ready) is set, napping if not. */
+static int poll_set(void *arg, int *rc)
 {
-    (void)arg;
     (void)rc;
-    if (atomic_load(&init_done)) {
+    if (atomic_load((_Atomic int *)arg)) {
         return 1;
+    }
+    if (atomic_load(&gave_up)) {
+        return -1;
     }
     struct timespec nap = {0, 200000}; /* the ranks MPI_Init waits for may need this CPU */
     nanosleep(&nap, NULL);
@@ -369,7 +373,7 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
     }
     pthread_mutex_unlock(&state_mu);
     SL_TRY(st);
-    SL_TRY(wait_for(poll_init, NULL, NULL, w->rank, timeout, "MPI_Init"));
+    SL_TRY(wait_for(poll_set, &init_done, NULL, w->rank, timeout, "MPI_Init"));
     if (init_rc != MPI_SUCCESS) {
         return mpi_fail(init_rc, "MPI_Init_thread");
     }
@@ -382,15 +386,20 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
     if (first) { /* the first open of the process: every rank's first open calls it */
         MPI_Request req;
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-        if (MPI_Op_create(wrapping_sum8, 1, &sum8) != MPI_SUCCESS ||
-            MPI_Op_create(wrapping_prod8, 1, &prod8) != MPI_SUCCESS) {
-            return sl_error(SL_ERR_STATE, "MPI_Op_create failed");
+        int rc = MPI_Op_create(wrapping_sum8, 1, &sum8);
+        rc = rc == MPI_SUCCESS ? MPI_Op_create(wrapping_prod8, 1, &prod8) : rc;
+        if (rc != MPI_SUCCESS) {
+            return give_up_on(rc, "MPI_Op_create");
         }
-        int rc = MPI_Comm_idup(MPI_COMM_WORLD, &world, &req);
+        rc = MPI_Comm_idup(MPI_COMM_WORLD, &world, &req);
         if (rc != MPI_SUCCESS) {
             return give_up_on(rc, "MPI_Comm_idup");
         }
         SL_TRY(wait_requests(1, &req, NULL, w->rank, timeout, "MPI_Comm_idup of the world"));
+        atomic_store(&world_ready, 1);
+    } else { /* another thread's first open makes them */
+        SL_TRY(wait_for(poll_set, &world_ready, NULL, w->rank, timeout,
+                        "MPI_Comm_idup of the world, on another thread"));
     }
     int wrank, wsize;
     MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
