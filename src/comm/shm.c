@@ -535,25 +535,31 @@ static void remove_stale_segments(void)
         }
         snprintf(name, sizeof name, "/%s", e->d_name);
         int fd = shm_open(name, O_RDONLY, 0);
-        struct stat sb;
+        struct stat sb, again;
         int stale = 0;
         if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_uid == getuid() &&
             (size_t)sb.st_size >= sizeof(shm_header)) {
             shm_header *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
             if (h != MAP_FAILED) {
                 /* (a header never written: rank 0 died while making it, within milliseconds
-                 * of the segment's last change) */
-                stale = atomic_load_explicit(&h->magic, memory_order_acquire) == SHM_MAGIC
-                            ? now > h->expires + STALE_AFTER_S
-                            : now > (double)sb.st_ctime + UNWRITTEN_STALE_S;
+                 * of the segment's last change; another version's segment is left alone) */
+                uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
+                stale = magic == SHM_MAGIC ? now > h->expires + STALE_AFTER_S
+                        : magic == 0       ? now > (double)sb.st_ctime + UNWRITTEN_STALE_S
+                                           : 0;
                 munmap(h, sizeof *h);
             }
         }
         if (fd >= 0) {
             close(fd);
         }
-        if (stale) {
-            shm_unlink(name);
+        /* (the name may have been made anew since: a job with the same id) */
+        int fd2 = stale ? shm_open(name, O_RDONLY, 0) : -1;
+        if (fd2 >= 0) {
+            if (fstat(fd2, &again) == 0 && again.st_ino == sb.st_ino) {
+                shm_unlink(name);
+            }
+            close(fd2);
         }
     }
     closedir(dir);
