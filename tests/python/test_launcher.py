@@ -5,6 +5,7 @@ launcher and under Open MPI's mpirun."""
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -294,14 +295,42 @@ def test_signal_to_the_launcher_reaches_every_rank(tmp_path, sig):
     assert not wait_gone([int(p.read_text()) for p in pid_files])
 
 
-def test_an_ignored_sighup_stays_ignored():
+def test_run_from_python_returns_after_a_signal():
+    """shardlite.launch.run, called from a program, returns 128 + the signal that stopped the
+    job instead of ending its caller (only the command ends by the signal)."""
+    code = ("import os, signal, sys, threading\n"
+            "from shardlite.launch import run\n"
+            "threading.Timer(1, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+            "status = run([sys.executable, '-c', 'import time; time.sleep(30)'], 1)\n"
+            "print('status', status)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), env=launch_env(),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "status 130", proc.stdout
+
+
+# each rank creates <argv[1]><rank> once it runs, then sleeps 2 s and prints 'done'
+STARTED = ("import os, sys, time; open(sys.argv[1] + os.environ['SHARDLITE_RANK'], 'w').close(); "
+           "time.sleep(2); print('done')")
+
+
+def wait_started(prefix, n=2):
+    """Waits (up to 20 s) until the n ranks running STARTED with prefix have started."""
+    deadline = time.monotonic() + 20
+    while not all(os.path.exists(f"{prefix}{r}") for r in range(n)):
+        assert time.monotonic() < deadline, "the ranks did not start"
+        time.sleep(0.02)
+
+
+def test_an_ignored_sighup_stays_ignored(tmp_path):
     """Under nohup (SIGHUP ignored), a hang-up neither ends the launcher nor reaches the ranks."""
     ignore = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)  # noqa: E731
+    prefix = str(tmp_path / "started")
     launcher = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
-                                 sys.executable, "-c", "import time; time.sleep(2); print('done')"],
+                                 sys.executable, "-c", STARTED, prefix],
                                 cwd=str(REPO), env=launch_env(), preexec_fn=ignore,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1)
+    wait_started(prefix)
     launcher.send_signal(signal.SIGHUP)
     out, err = launcher.communicate(timeout=30)
     assert launcher.returncode == 0, err
@@ -309,17 +338,18 @@ def test_an_ignored_sighup_stays_ignored():
 
 
 @pytest.mark.parametrize("entry", [["-m", "shardlite", "launch"], ["-m", "shardlite.launch"]])
-def test_ctrl_c_ends_a_shell_loop(entry):
+def test_ctrl_c_ends_a_shell_loop(tmp_path, entry):
     """Ctrl-C (SIGINT to the foreground process group: bash and the launcher) in a bash loop
     that runs the launcher ends the loop: bash ends a script on Ctrl-C only when its child died
     of SIGINT, and the launcher does, after stopping its ranks (from either entry)."""
     launcher = " ".join([sys.executable, *entry])
+    prefix = str(tmp_path / "started")
     script = (f"for i in 1 2 3; do echo start $i; {launcher} -n 2 -- {sys.executable} -c "
-              "'import time; time.sleep(3)'; echo rc=$?; done")
+              f"{shlex.quote(STARTED)} {prefix}$i; echo rc=$?; done")
     bash = subprocess.Popen(["bash", "-c", script], cwd=str(REPO), env=launch_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    time.sleep(1.5)
+    wait_started(prefix + "1")
     os.killpg(bash.pid, signal.SIGINT)
     out, err = bash.communicate(timeout=30)
     assert out.split("\n")[:1] == ["start 1"] and "start 2" not in out, out + err
@@ -464,6 +494,14 @@ def test_distributed_demo(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert rerun.returncode == 0, rerun.stderr
     assert rank_lines(rerun.stdout, 1) == rank_lines(demo.stdout, 1) != []
+    # a folder of the user's that holds something is refused, not emptied
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("kept")
+    refused = subprocess.run([sys.executable, str(REPO / "examples" / "demo_distributed.py"),
+                              str(tmp_path / "mine")], env=launch_env(), capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 1 and "is not empty" in refused.stdout
+    assert (tmp_path / "mine" / "keep.txt").read_text() == "kept"
 
 
 # ---- explicit ranks: a [distributed] config section, or an Ascend rank table ----
@@ -544,6 +582,26 @@ def test_explicit_rank_named_for_missing_model(tmp_path, how):
                                     ranks=(1,))
     assert rc != 0
     assert "model_path does not exist! (%r, on rank 1 of 2)" % (stem + "1.mindir") in err, err
+
+
+RUNNER_MISSING = """
+import sys
+import shardlite as mslite
+context = mslite.Context()
+context.parallel.config_info = {"distributed": {"rank": "1", "size": "2", "job_id": sys.argv[2]}}
+mslite.ModelParallelRunner().build_from_file(sys.argv[1], context)
+"""
+
+
+def test_runner_names_the_configured_rank_for_a_missing_model(tmp_path):
+    """ModelParallelRunner too: its configuration (context.parallel.config_info) gives the rank
+    that the missing-model error names."""
+    path = str(tmp_path / "absent1.mindir")
+    proc = subprocess.run([sys.executable, "-c", RUNNER_MISSING, path, explicit_arg(tmp_path,
+                                                                                     "section")],
+                          env=launch_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "model_path does not exist! (%r, on rank 1 of 2)" % path in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("table", ["[1, 2]", '{"server_list": [{"device": 3}]}',
