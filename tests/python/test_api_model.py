@@ -149,6 +149,37 @@ def w43():
     return np.random.default_rng(3).uniform(-1, 1, (4, 3)).astype(np.float32)
 
 
+def declared_matmul(w, x_dims, out_abstract):
+    """x @ w whose output's ValueInfo declares out_abstract (dtype, dims), as exports write it."""
+    from shardlite.builder import GraphBuilder
+
+    b = GraphBuilder("net")
+    x = b.input("x", x_dims, np.float32)
+    b.output(b.op("MatMul", [x, b.param("w", w)], {"transpose_a": False, "transpose_b": False},
+                  abstract=out_abstract))
+    return b
+
+
+def test_get_outputs_before_a_resize_reports_the_declared_output(mslite, tmp_model, w43):
+    """A model with dynamic input dims has no inferred shapes before a resize: get_outputs
+    reports what the file declares for its outputs (dtype, -1 dims), then the inferred ones."""
+    model = build(mslite, tmp_model(declared_matmul(w43, [-1, 4], (np.float32, [-1, 3]))))
+    (out,) = model.get_outputs()
+    assert (out.dtype, out.shape, out.element_num, out.data_size) == \
+        (mslite.DataType.FLOAT32, [-1, 3], 0, 0)
+    model.resize(model.get_inputs(), [[2, 4]])
+    (out,) = model.get_outputs()
+    assert (out.dtype, out.shape, out.data_size) == (mslite.DataType.FLOAT32, [2, 3], 24)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_allclose(out_np(model.predict([x])), x @ w43, rtol=1e-5)
+
+
+def test_inference_replaces_a_wrong_declared_output(mslite, tmp_model, w43):
+    model = build(mslite, tmp_model(declared_matmul(w43, [2, 4], (np.int32, [9, 9]))))
+    (out,) = model.get_outputs()
+    assert (out.dtype, out.shape) == (mslite.DataType.FLOAT32, [2, 3])
+
+
 def input_name(mslite, path):
     return build(mslite, path).get_inputs()[0].name
 

@@ -1321,6 +1321,38 @@ static sl_status add_output_ref(loader *L, int r, int depth)
     return SL_OK;
 }
 
+/* The types and shapes an output's ValueInfoProto declares (MindSpore's exports do: one
+ * TensorProto per tensor of the output, -1 for a dynamic dimension), given to the outputs from
+ * `first` on when they are as many: what the model reports for them until inference, which
+ * replaces them, knows better (a model whose inputs have dynamic dimensions, before a resize). */
+static sl_status declare_outputs(loader *L, sl_pb info, int first)
+{
+    int k = first;
+    sl_pb_field f;
+    int has;
+    for (;;) {
+        SL_TRY(sl_pb_next(&info, &f, &has, "ValueInfoProto"));
+        if (!has) {
+            break;
+        }
+        if (f.num != 2 || f.wire != SL_PB_LEN) {
+            continue;
+        }
+        if (k == L->g->n_outputs) {
+            return SL_OK; /* more tensors than outputs: not a declaration to trust */
+        }
+        tensor_info t;
+        SL_TRY(tensor_parse(f.bytes, 1, &t));
+        sl_value *v = &L->g->values[L->g->outputs[k++]];
+        if (v->kind != SL_VALUE_CONST && v->dtype == SL_DTYPE_UNKNOWN &&
+            t.dtype != SL_DTYPE_UNKNOWN) {
+            v->dtype = t.dtype;
+            v->shape = t.shape;
+        }
+    }
+    return SL_OK;
+}
+
 static sl_status load_graph(loader *L, sl_pb graph)
 {
     sl_pb_field f;
@@ -1422,7 +1454,9 @@ static sl_status load_graph(loader *L, sl_pb graph)
             return sl_error(SL_ERR_FORMAT, "graph output '%.*s' is not defined",
                             (int)sl_pb_size(name), name.p ? (const char *)name.p : "");
         }
+        int first = L->g->n_outputs;
         SL_TRY(add_output_ref(L, r, 0));
+        SL_TRY(declare_outputs(L, f.bytes, first));
     }
     if (L->g->n_outputs == 0) {
         return sl_error(SL_ERR_FORMAT, "the graph has no outputs");
