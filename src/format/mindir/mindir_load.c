@@ -1327,9 +1327,19 @@ static sl_status add_output_ref(loader *L, int r, int depth)
  * replaces them, knows better (a model whose inputs have dynamic dimensions, before a resize). */
 static sl_status declare_outputs(loader *L, sl_pb info, int first)
 {
-    int k = first;
+    int k = first, tensors = 0;
     sl_pb_field f;
     int has;
+    for (sl_pb m = info;;) {
+        SL_TRY(sl_pb_next(&m, &f, &has, "ValueInfoProto"));
+        if (!has) {
+            break;
+        }
+        tensors += f.num == 2 && f.wire == SL_PB_LEN;
+    }
+    if (tensors != L->g->n_outputs - first) {
+        return SL_OK; /* not one per output: not a declaration to trust */
+    }
     for (;;) {
         SL_TRY(sl_pb_next(&info, &f, &has, "ValueInfoProto"));
         if (!has) {
@@ -1337,9 +1347,6 @@ static sl_status declare_outputs(loader *L, sl_pb info, int first)
         }
         if (f.num != 2 || f.wire != SL_PB_LEN) {
             continue;
-        }
-        if (k == L->g->n_outputs) {
-            return SL_OK; /* more tensors than outputs: not a declaration to trust */
         }
         tensor_info t;
         SL_TRY(tensor_parse(f.bytes, 1, &t));
