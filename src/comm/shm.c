@@ -537,17 +537,22 @@ static void remove_stale_segments(void)
         int fd = shm_open(name, O_RDONLY, 0);
         struct stat sb, again;
         int stale = 0;
-        if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_uid == getuid() &&
-            (size_t)sb.st_size >= sizeof(shm_header)) {
-            shm_header *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
+        if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_uid == getuid()) {
+            /* (a header never written, or no room for one yet: rank 0 died while making it,
+             * within milliseconds of the segment's last change; another version's segment is
+             * left alone) */
+            int unwritten_long = now > (double)sb.st_mtime + UNWRITTEN_STALE_S;
+            shm_header *h = (size_t)sb.st_size < sizeof(shm_header)
+                                ? MAP_FAILED
+                                : mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
             if (h != MAP_FAILED) {
-                /* (a header never written: rank 0 died while making it, within milliseconds
-                 * of the segment's last change; another version's segment is left alone) */
                 uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
                 stale = magic == SHM_MAGIC ? now > h->expires + STALE_AFTER_S
-                        : magic == 0       ? now > (double)sb.st_ctime + UNWRITTEN_STALE_S
+                        : magic == 0       ? unwritten_long
                                            : 0;
                 munmap(h, sizeof *h);
+            } else {
+                stale = (size_t)sb.st_size < sizeof(shm_header) && unwritten_long;
             }
         }
         if (fd >= 0) {

@@ -566,7 +566,23 @@ def test_segment_of_a_rank_0_killed_at_its_rendezvous_is_removed_later(models, t
     proc.wait()
     assert len(shm_entries(dead)) == 1, "rank 0 made no segment"
     time.sleep(max(0.0, created + 1 + 5 + 0.5 - time.monotonic()))
-    proc = rank0(other)  # waits 1 s for its rank 1, then fails and removes its own segment
-    out, _ = proc.communicate(timeout=30)
-    assert "only 1 arrived within 1 s" in out, out
-    assert shm_entries(dead) == [] and shm_entries(other) == []
+    # and segments whose rank 0 died before writing the header (none yet, or no room for
+    # one), unchanged for over 60 s; another version's segment (another magic) stays
+    fakes = {"empty": b"", "unwritten": bytes(1 << 16), "other": b"SHLITE99" + bytes(1 << 16)}
+    fakes = {kind: ("/dev/shm/shardlite-%s%s-2-0" % (kind, uuid.uuid4().hex[:8]), data)
+             for kind, data in fakes.items()}
+    for path, data in fakes.values():
+        with open(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "wb") as f:
+            f.write(data)
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    try:
+        proc = rank0(other)  # waits 1 s for its rank 1, then fails and removes its own segment
+        out, _ = proc.communicate(timeout=30)
+        assert "only 1 arrived within 1 s" in out, out
+        assert shm_entries(dead) == [] and shm_entries(other) == []
+        assert {kind: os.path.exists(path) for kind, (path, _) in fakes.items()} == \
+            {"empty": False, "unwritten": False, "other": True}
+    finally:
+        for path, _ in fakes.values():
+            if os.path.exists(path):
+                os.unlink(path)
