@@ -516,6 +516,17 @@ static sl_status slot_bytes(size_t *out)
     return SL_OK;
 }
 
+/* The header of the segment open at fd (size bytes) mapped with prot, or NULL when there is
+ * no room for one yet or it cannot be mapped; munmap(h, sizeof *h) when done. */
+static shm_header *map_header(int fd, size_t size, int prot)
+{
+    if (size < sizeof(shm_header)) {
+        return NULL;
+    }
+    shm_header *h = mmap(NULL, sizeof *h, prot, MAP_SHARED, fd, 0);
+    return h == MAP_FAILED ? NULL : h;
+}
+
 /* Removes the segments in /dev/shm that jobs of this user left when their rank 0 died at the
  * rendezvous (mpirun ends a job's ranks with SIGKILL, say, and no launcher cleans up after it):
  * a segment's name goes when its rendezvous ends, however it ends, unless rank 0 is dead, so
@@ -542,10 +553,8 @@ static void remove_stale_segments(void)
              * within milliseconds of the segment's last change; another version's segment is
              * left alone) */
             int unwritten_long = now > (double)sb.st_mtime + UNWRITTEN_STALE_S;
-            shm_header *h = (size_t)sb.st_size < sizeof(shm_header)
-                                ? MAP_FAILED
-                                : mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, fd, 0);
-            if (h != MAP_FAILED) {
+            shm_header *h = map_header(fd, (size_t)sb.st_size, PROT_READ);
+            if (h) {
                 uint64_t magic = atomic_load_explicit(&h->magic, memory_order_acquire);
                 stale = magic == SHM_MAGIC ? now > h->expires + STALE_AFTER_S
                         : magic == 0       ? unwritten_long
@@ -581,13 +590,12 @@ static sl_status create_segment(shm_comm *c)
             int stale = 1;
             if (old >= 0) {
                 struct stat sb;
-                if (fstat(old, &sb) == 0 && (size_t)sb.st_size >= sizeof(shm_header)) {
-                    shm_header *h = mmap(NULL, sizeof *h, PROT_READ, MAP_SHARED, old, 0);
-                    if (h != MAP_FAILED) {
-                        int32_t pid = atomic_load(&h->pids[0]);
-                        stale = pid <= 0 || !alive(pid);
-                        munmap(h, sizeof *h);
-                    }
+                shm_header *h =
+                    fstat(old, &sb) == 0 ? map_header(old, (size_t)sb.st_size, PROT_READ) : NULL;
+                if (h) {
+                    int32_t pid = atomic_load(&h->pids[0]);
+                    stale = pid <= 0 || !alive(pid);
+                    munmap(h, sizeof *h);
                 }
                 close(old);
             }
@@ -648,11 +656,8 @@ static sl_status create_segment(shm_comm *c)
  * (else it is being set up: look again); if so, says how. */
 static sl_status settings_differ(shm_comm *c, int fd, size_t size)
 {
-    if (size < sizeof(shm_header)) {
-        return SL_OK;
-    }
-    shm_header *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (h == MAP_FAILED) {
+    shm_header *h = map_header(fd, size, PROT_READ | PROT_WRITE);
+    if (!h) {
         return SL_OK;
     }
     sl_status st = SL_OK;
