@@ -34,6 +34,8 @@ import sys
 import threading
 import time
 
+from ._rank import MAX_TIMEOUT_S
+
 # SL_COMM_MAX_RANKS in src/comm/comm.h
 MAX_RANKS = 64
 # How often the ranks are checked (seconds).
@@ -397,8 +399,9 @@ def _run(cmd, size, prefix, timeout, bind):
         raise ValueError("no command to launch")
     if not 1 <= size <= MAX_RANKS:
         raise ValueError(f"-n {size}: between 1 and {MAX_RANKS} ranks")
-    if timeout is not None and not 0 < timeout <= 1e6:  # SL_COMM_MAX_TIMEOUT in comm.h
-        raise ValueError(f"--timeout {timeout}: must be seconds above 0 and at most 1000000")
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_S:
+        raise ValueError(f"--timeout {timeout}: must be seconds above 0 and at most "
+                         f"{MAX_TIMEOUT_S}")
     job_id = new_job_id()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = {}

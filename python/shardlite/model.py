@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _config, _shardlite
 from ._check import check_config, check_list, check_type
-from ._rank import rank_and_size
+from ._rank import MAX_TIMEOUT_S, rank_and_size
 from .context import Context
 from .tensor import DataType, Tensor, _IntEnum, _storable
 
@@ -349,9 +349,9 @@ def _configure_distributed(context, config):
 
     try:
         if "timeout" in section:
-            if not 0 < number("timeout", float) <= 1e6:
+            if not 0 < number("timeout", float) <= MAX_TIMEOUT_S:
                 raise ValueError("[distributed] timeout must be seconds above 0 and at most "
-                                 "1000000")
+                                 f"{MAX_TIMEOUT_S}")
             os.environ["SHARDLITE_COMM_TIMEOUT"] = section["timeout"]
         if "rank" in section or "size" in section:
             _shardlite.configure_distributed(number("rank", int), number("size", int),
