@@ -515,6 +515,60 @@ def test_receive_of_another_message(tmp_path, backend, sent, received):
     assert want in out, out
 
 
+SEND_AT_EXIT = """
+import sys
+import time
+import numpy as np
+import shardlite as mslite
+rank = mslite.distributed()["rank"]
+model = mslite.Model()
+model.build_from_file(f"{sys.argv[1]}/p{rank}.mindir", mslite.ModelType.MINDIR, mslite.Context())
+inputs = model.get_inputs()
+x = np.arange(32768, dtype=np.float32).reshape(256, 128)
+inputs[0].set_data_from_numpy(x)
+if rank == 0:
+    model.predict(inputs)
+    print("sent", flush=True)
+elif sys.argv[2] == "receive":
+    time.sleep(1)  # rank 0 has come to its exit
+    assert np.array_equal(model.predict(inputs)[0].get_data_to_numpy(), x + 1)
+    print("received", flush=True)
+"""
+
+
+@pytest.mark.parametrize("receiver", ["receive", "never"])
+def test_mpi_send_outlives_its_sender(tmp_path, receiver):
+    """Rank 0 sends 128 KiB (more than MPI's eager limit) and exits at once; its Send returned
+    as soon as the message was copied, as the shm backend's does. Rank 1 receives it a second
+    later: the message arrives whole, since rank 0 waits at exit for its Sends to be received
+    before MPI_Finalize. A message never received: rank 0's exit waits until the deadline, says
+    so, and leaves without MPI_Finalize, so mpirun ends the job with an error."""
+    from shardlite.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    x = b.input("x", [256, 128], np.float32)
+    b.output(b.op("Send", [b.op("Add", [x, b.const(np.float32(1))])],
+                  {"sr_tag": 0, "dest_rank": 1, "group": "hccl_world_group"}))
+    b.save(str(tmp_path / "p0.mindir"))
+    b = GraphBuilder("g")
+    x = b.input("x", [256, 128], np.float32)
+    b.output(b.op("Receive", [], {"sr_tag": 0, "src_rank": 0, "shape": [256, 128],
+                                  "dtype": 43, "group": "hccl_world_group"}), x)
+    b.save(str(tmp_path / "p1.mindir"))
+    script = tmp_path / "send_at_exit.py"
+    script.write_text(SEND_AT_EXIT)
+    t0 = time.monotonic()
+    proc = start_mpi_job(str(tmp_path), receiver, script=script)
+    out, ended = finish(proc, 30)
+    assert ended and time.monotonic() - t0 < 20, out
+    if receiver == "receive":
+        assert proc.returncode == 0 and "sent" in out and "received" in out, out
+    else:
+        assert proc.returncode != 0, out
+        assert re.search(rf"rank 0 waited {MPI_DEADLINE_S} s for rank 1 \(the process's Sends, "
+                         r"at exit\): deadline passed", out), out
+
+
 FINALIZING = """
 import ctypes
 import sys

@@ -318,22 +318,24 @@ class Job:
                 want.append(xs[n - 1])
             self._write("sendrecv", r, b, [xs[r]], want)
         # every rank sends two messages to the next before it receives the previous rank's two:
-        # a Send must not wait for its peer's Receive while the mailbox has room (MPI buffers
-        # small messages too)
-        xs = {r: _values(self.rng, [3, 4], F32) for r in range(n)}
-        for r in range(n):
-            b = self.GraphBuilder("g")
-            x = b.input("x", [3, 4], F32)
-            nxt, prev = (r + 1) % n, (r - 1) % n
-            outs = [b.op("Send", [x], {"sr_tag": 1, "dest_rank": nxt, "group": self.world})]
-            outs.append(b.op("Send", [b.op("Neg", [x])],
-                             {"sr_tag": 2, "dest_rank": nxt, "group": self.world}))
-            for tag in (1, 2):
-                outs.append(b.op("Receive", [], {"sr_tag": tag, "src_rank": prev,
-                                                 "shape": [3, 4], "dtype": 43,
-                                                 "group": self.world}))
-            b.output(*outs)
-            self._write("sendrecv_ahead", r, b, [xs[r]], [xs[r], -xs[r], xs[prev], -xs[prev]])
+        # a Send must not wait for its peer's Receive while the mailbox has room (4 slots of
+        # 64 KiB: two messages of 128 KiB fill it), under either backend (MPI itself buffers
+        # only up to its eager limit, 4 KiB)
+        for name, shape in (("sendrecv_ahead", [3, 4]), ("sendrecv_ahead_256k", [256, 128])):
+            xs = {r: _values(self.rng, shape, F32) for r in range(n)}
+            for r in range(n):
+                b = self.GraphBuilder("g")
+                x = b.input("x", shape, F32)
+                nxt, prev = (r + 1) % n, (r - 1) % n
+                outs = [b.op("Send", [x], {"sr_tag": 1, "dest_rank": nxt, "group": self.world})]
+                outs.append(b.op("Send", [b.op("Neg", [x])],
+                                 {"sr_tag": 2, "dest_rank": nxt, "group": self.world}))
+                for tag in (1, 2):
+                    outs.append(b.op("Receive", [], {"sr_tag": tag, "src_rank": prev,
+                                                     "shape": shape, "dtype": 43,
+                                                     "group": self.world}))
+                b.output(*outs)
+                self._write(name, r, b, [xs[r]], [xs[r], -xs[r], xs[prev], -xs[prev]])
         # rank 0 sends to rank 1 alone, then every rank runs an AllReduce: point-to-point
         # messages are not collectives, so they must not shift the ranks' collective counts
         xs = {r: _values(self.rng, [3, 4], F32) for r in range(n)}
@@ -431,7 +433,7 @@ CASES = ["allreduce_sum", "allreduce_max", "allreduce_min", "allreduce_prod",
          "allreduce_sum_f16", "allreduce_min_f16", "allreduce_sum_i32", "allreduce_min_i32",
          "allreduce_sum_int8", "allreduce_prod_int8", "allreduce_sum_uint8", "allreduce_prod_uint8",
          "allgather", "reducescatter_sum", "reducescatter_max", "alltoall_10", "alltoall_02",
-         "chained", "broadcast", "sendrecv", "sendrecv_ahead", "sendrecv_pair"]
+         "chained", "broadcast", "sendrecv", "sendrecv_ahead", "sendrecv_ahead_256k", "sendrecv_pair"]
 
 
 @pytest.mark.parametrize("n", [2, 4])

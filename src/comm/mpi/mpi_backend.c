@@ -40,6 +40,7 @@ typedef struct fingerprint { /* compared with memcmp: no padding */
 _Static_assert(sizeof(fingerprint) == 2 * 8 + 6 * 4, "a fingerprint has no padding");
 
 typedef struct mpi_state {
+    uint64_t id; /* unique in the process: its pending sends' (pending_send.group) */
     MPI_Comm comm;
     MPI_Comm check_comm; /* a duplicate of comm for fingerprints: apart from Send/Receive tags */
     int n, me;
@@ -72,6 +73,34 @@ static int init_rc, init_level;
 /* the message of the first wait that gave up, set once, before gave_up */
 static char abandoned[1024];
 static _Atomic int gave_up;
+static _Atomic int exiting; /* finalize_at_exit waits: no interrupt check (Python has ended) */
+
+/* Sends are buffered as the shm backend's mailboxes buffer them: a Send of up to SEND_SLOTS
+ * pieces of SEND_PIECE bytes is copied, started (MPI_Isend) and returns, unless its peer has yet
+ * to receive so many earlier pieces from this rank in the group that the new ones would not fit
+ * in SEND_SLOTS: then it waits for that first. (MPI itself returns at once only up to its eager
+ * limit, 4 KiB on one host: without this, two ranks that each Send 64 KiB before they Receive
+ * would wait until the deadline where shm runs.) Larger messages wait for their receiver. The
+ * sends started and not yet complete are listed here (any thread tests them, under sends_mu);
+ * the process waits for them at exit, before MPI_Finalize. */
+#define SEND_SLOTS 4
+#define SEND_PIECE (64u << 10)
+
+typedef struct pending_send {
+    uint64_t group; /* its mpi_state's id */
+    int peer;       /* group rank */
+    int to;         /* world rank */
+    int pieces;
+    MPI_Request req;
+    void *copy;
+} pending_send;
+
+static pthread_mutex_t sends_mu = PTHREAD_MUTEX_INITIALIZER;
+static pending_send *sends;
+static int n_sends, cap_sends;
+static uint64_t last_id;    /* (under sends_mu) */
+static double exit_timeout; /* the longest deadline of the process's groups (under sends_mu) */
+static int my_rank;         /* in the world */
 
 static sl_status mpi_fail(int rc, const char *what)
 {
@@ -210,7 +239,7 @@ static sl_status wait_for(poll_fn poll, void *arg, who_fn who, int rank, double 
             continue;
         }
         last = t;
-        int interrupted = sl_comm_interrupted();
+        int interrupted = !atomic_load(&exiting) && sl_comm_interrupted();
         if (!interrupted && waited <= timeout) {
             continue;
         }
@@ -261,6 +290,129 @@ static sl_status wait_requests(int n, MPI_Request *reqs, const int *from, int ra
     return wait_for(poll_requests, &r, senders_pending, rank, timeout, what);
 }
 
+/* A wait for sends to complete: those to one peer of one group until `pieces` more fit in its
+ * SEND_SLOTS (group != 0), or all of the process's (group == 0). */
+typedef struct send_wait {
+    uint64_t group;
+    int peer, pieces;
+} send_wait;
+
+static int is_waited(const send_wait *w, const pending_send *p)
+{
+    return w->group == 0 || (p->group == w->group && p->peer == w->peer);
+}
+
+/* Frees the sends that completed; done once w's wait is over. */
+static int poll_sends(void *arg, int *rc)
+{
+    const send_wait *w = arg;
+    int used = 0, left = 0;
+    if (atomic_load(&gave_up)) {
+        return -1;
+    }
+    pthread_mutex_lock(&sends_mu);
+    for (int i = 0; i < n_sends && *rc == MPI_SUCCESS;) {
+        int done = 0;
+        *rc = MPI_Test(&sends[i].req, &done, MPI_STATUS_IGNORE);
+        if (done && *rc == MPI_SUCCESS) {
+            free(sends[i].copy);
+            sends[i] = sends[--n_sends];
+        } else {
+            used += is_waited(w, &sends[i]) ? sends[i].pieces : 0;
+            left += is_waited(w, &sends[i]);
+            i++;
+        }
+    }
+    pthread_mutex_unlock(&sends_mu);
+    return w->group ? used + w->pieces <= SEND_SLOTS : left == 0;
+}
+
+/* Whom a wait for sends waits for: "rank 1", "ranks 1,3". */
+static void receivers_pending(void *arg, char *buf, size_t size)
+{
+    const send_wait *w = arg;
+    int ranks[SL_COMM_MAX_RANKS], k = 0;
+    pthread_mutex_lock(&sends_mu);
+    for (int i = 0; i < n_sends; i++) {
+        int j = 0;
+        while (j < k && ranks[j] != sends[i].to) {
+            j++;
+        }
+        if (j == k && k < SL_COMM_MAX_RANKS && is_waited(w, &sends[i])) {
+            ranks[k++] = sends[i].to;
+        }
+    }
+    pthread_mutex_unlock(&sends_mu);
+    char list[256];
+    snprintf(buf, size, "rank%s %s", k > 1 ? "s" : "", ranks_str(ranks, k, list, sizeof list));
+}
+
+/* Sends d's message at in to its peer (see SEND_SLOTS). */
+static sl_status send_message(mpi_state *s, const sl_coll_desc *d, const void *in, size_t bytes,
+                              const char *what)
+{
+    MPI_Request req;
+    int rc;
+    if (bytes > (size_t)SEND_SLOTS * SEND_PIECE) {
+        rc = MPI_Isend(in, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req);
+        return rc != MPI_SUCCESS ? mpi_fail(rc, what)
+                                 : wait_requests(1, &req, NULL, s->ranks[s->me], s->timeout, what);
+    }
+    send_wait w = {s->id, d->peer, bytes ? (int)((bytes + SEND_PIECE - 1) / SEND_PIECE) : 1};
+    SL_TRY(wait_for(poll_sends, &w, receivers_pending, s->ranks[s->me], s->timeout, what));
+    void *copy = malloc(bytes ? bytes : 1);
+    pthread_mutex_lock(&sends_mu);
+    if (copy && n_sends == cap_sends) {
+        int cap = cap_sends ? 2 * cap_sends : 16;
+        pending_send *more = realloc(sends, (size_t)cap * sizeof *more);
+        if (more) {
+            sends = more;
+            cap_sends = cap;
+        }
+    }
+    if (!copy || n_sends == cap_sends) {
+        pthread_mutex_unlock(&sends_mu);
+        free(copy);
+        return sl_error(SL_ERR_NOMEM, "%s: out of memory", what);
+    }
+    memcpy(copy, in, bytes);
+    rc = MPI_Isend(copy, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req);
+    if (rc == MPI_SUCCESS) {
+        sends[n_sends++] = (pending_send){.group = s->id, .peer = d->peer, .to = s->ranks[d->peer],
+                                          .pieces = w.pieces, .req = req, .copy = copy};
+    }
+    pthread_mutex_unlock(&sends_mu);
+    if (rc != MPI_SUCCESS) {
+        free(copy);
+        return mpi_fail(rc, what);
+    }
+    return SL_OK;
+}
+
+/* Receives d's message from its peer into out: the peer's next message must be this one. */
+static sl_status receive_message(mpi_state *s, const sl_coll_desc *d, void *out, size_t bytes,
+                                 const char *what)
+{
+    probe p = {.peer = d->peer, .from = s->ranks[d->peer], .comm = s->comm};
+    SL_TRY(wait_for(poll_probe, &p, probed_sender, s->ranks[s->me], s->timeout, what));
+    int sent = 0;
+    MPI_Get_count(&p.status, MPI_BYTE, &sent);
+    if ((size_t)sent != bytes || p.status.MPI_TAG != d->tag) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "Receive from rank %d expects %zu bytes with tag %d, rank %d sent %d bytes with "
+                 "tag %d",
+                 s->ranks[d->peer], bytes, d->tag, s->ranks[d->peer], sent, p.status.MPI_TAG);
+        return give_up(SL_ERR_STATE, msg); /* (the message stays unreceived) */
+    }
+    MPI_Request req;
+    int rc = MPI_Irecv(out, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req);
+    if (rc != MPI_SUCCESS) {
+        return mpi_fail(rc, what);
+    }
+    return wait_requests(1, &req, &s->ranks[d->peer], s->ranks[s->me], s->timeout, what);
+}
+
 /* MPI_Init, then, at the process's exit (finalize_at_exit), MPI_Finalize. */
 static void *init_main(void *arg)
 {
@@ -294,6 +446,15 @@ static void finalize_at_exit(int status, void *arg)
     (void)arg;
     if (status != 0 || getpid() != init_pid || !atomic_load(&init_done) ||
         init_rc != MPI_SUCCESS || atomic_load(&gave_up)) {
+        return;
+    }
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    send_wait all = {0};
+    atomic_store(&exiting, 1);
+    if (!finalized && wait_for(poll_sends, &all, receivers_pending, my_rank, exit_timeout,
+                               "the process's Sends, at exit") != SL_OK) {
+        fprintf(stderr, "shardlite: %s\n", sl_last_error()); /* mpirun then ends the job */
         return;
     }
     pthread_mutex_lock(&state_mu);
@@ -484,6 +645,11 @@ static sl_status mpi_open(const sl_rank_info *w, const int *ranks, int n, int me
     s->n = n;
     s->me = me;
     s->timeout = timeout;
+    pthread_mutex_lock(&sends_mu);
+    s->id = ++last_id;
+    exit_timeout = timeout > exit_timeout ? timeout : exit_timeout;
+    my_rank = w->rank;
+    pthread_mutex_unlock(&sends_mu);
     memcpy(s->ranks, ranks, sizeof(int) * (size_t)n);
     sl_status st = init_mpi(w, timeout);
     if (st == SL_OK) {
@@ -630,29 +796,8 @@ static sl_status mpi_run(void *state, const sl_coll_desc *d, const void *in, voi
     if (d->kind == SL_COLL_SEND || d->kind == SL_COLL_RECV) {
         snprintf(what, sizeof what, "MPI %s %s rank %d", op,
                  d->kind == SL_COLL_SEND ? "to" : "from", s->ranks[d->peer]);
-        if (d->kind == SL_COLL_RECV) { /* the peer's next message must be this one */
-            probe p = {.peer = d->peer, .from = s->ranks[d->peer], .comm = s->comm};
-            SL_TRY(wait_for(poll_probe, &p, probed_sender, s->ranks[s->me], s->timeout, what));
-            int sent = 0;
-            MPI_Get_count(&p.status, MPI_BYTE, &sent);
-            if ((size_t)sent != bytes || p.status.MPI_TAG != d->tag) {
-                char msg[256];
-                snprintf(msg, sizeof msg,
-                         "Receive from rank %d expects %zu bytes with tag %d, rank %d sent %d "
-                         "bytes with tag %d",
-                         s->ranks[d->peer], bytes, d->tag, s->ranks[d->peer], sent,
-                         p.status.MPI_TAG);
-                return give_up(SL_ERR_STATE, msg); /* (the message stays unreceived) */
-            }
-        }
-        MPI_Request req;
-        int rc = d->kind == SL_COLL_SEND
-                     ? MPI_Isend(in, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req)
-                     : MPI_Irecv(out, (int)bytes, MPI_BYTE, d->peer, d->tag, s->comm, &req);
-        if (rc != MPI_SUCCESS) {
-            return mpi_fail(rc, what);
-        }
-        return wait_requests(1, &req, &s->ranks[d->peer], s->ranks[s->me], s->timeout, what);
+        return d->kind == SL_COLL_SEND ? send_message(s, d, in, bytes, what)
+                                       : receive_message(s, d, out, bytes, what);
     }
     s->seq++;
     snprintf(what, sizeof what, "MPI %s, collective #%llu", op, (unsigned long long)s->seq);
