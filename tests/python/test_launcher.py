@@ -416,6 +416,53 @@ def test_ctrl_z_stops_the_ranks():
     assert launcher.returncode == 0 and err == "", err
 
 
+def test_a_stop_does_not_count_against_the_grace_period():
+    """Rank 0 fails; the launcher sends SIGTERM to rank 1, whose handler takes 1 s of CPU time to
+    clean up (its 3 s grace period allows that). Ctrl-Z stops the job for 4 s right then:
+    continued, rank 1 still has the rest of its grace period, and cleans up, instead of being
+    killed at once."""
+    code = ("import os, signal, sys, time\n"
+            "def term(*_):\n"
+            "    print('term', flush=True)\n"
+            "    t = time.process_time()\n"
+            "    while time.process_time() < t + 1:\n"
+            "        pass\n"
+            "    print('cleaned', flush=True)\n"
+            "    sys.exit(3)\n"
+            "signal.signal(signal.SIGTERM, term)\n"
+            "rank = int(os.environ['SHARDLITE_RANK'])\n"
+            "print('ready', flush=True)\n"
+            "if rank == 0:\n"
+            "    time.sleep(0.5)\n"
+            "    sys.exit(1)\n"
+            "while True:\n"
+            "    time.sleep(0.01)\n")
+    launcher = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
+                                 sys.executable, "-c", code], cwd=str(REPO), env=launch_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=os.setpgrp)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not any("term" in ln for ln in list(lines)):
+            assert time.monotonic() < deadline and launcher.poll() is None, lines
+            time.sleep(0.01)
+        launcher.send_signal(signal.SIGTSTP)
+        _, status = os.waitpid(launcher.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)
+        time.sleep(4)
+        launcher.send_signal(signal.SIGCONT)
+        launcher.wait(30)
+    finally:
+        launcher.kill()
+    reader.join(5)
+    err = launcher.stderr.read()
+    assert any("cleaned" in ln for ln in lines), (lines, err)
+    assert launcher.returncode == 1 and "rank 0 exited with code 1" in err, err
+
+
 # ---- the seed sample on 2 ranks ----
 
 W = np.random.default_rng(11).uniform(-1, 1, (8, 5)).astype(np.float32)
