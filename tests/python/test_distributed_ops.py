@@ -77,13 +77,40 @@ def _rank_env(extra):
     return env
 
 
-def start_job(folder, n, mpi=False, env=None):
-    """Starts the n ranks of a job on `folder`; returns what wait_job needs."""
+# Stands in for ssh under mpirun: drops ssh's options and the host's name and runs the command
+# (Open MPI's daemon for that "host") here.
+FAKE_SSH = """#!/bin/bash
+while [[ "$1" == -* ]]; do shift; done
+shift
+exec bash -c "$*"
+"""
+
+
+def two_hosts(folder, n):
+    """mpirun arguments that run n ranks as if on two hosts, n / 2 on each: Open MPI starts a
+    daemon per host through FAKE_SSH and joins the ranks over TCP (on the loopback device). Its
+    shared-memory transport is left out: the two hosts' daemons, on one machine under one host
+    name, would give their ranks the same segment names (a crash in mca_btl_vader)."""
+    ssh, hostfile = folder / "fake_ssh", folder / "hosts"
+    ssh.write_text(FAKE_SSH)
+    ssh.chmod(0o755)
+    hostfile.write_text("host-a slots=%d\nhost-b slots=%d\n" % (n // 2, n - n // 2))
+    return ["--mca", "plm_rsh_agent", str(ssh), "--mca", "btl", "self,tcp",
+            "--mca", "btl_tcp_if_include", "lo", "--hostfile", str(hostfile)]
+
+
+def start_job(folder, n, mpi=False, env=None, hosts=1):
+    """Starts the n ranks of a job on `folder` (under mpirun with the MPI backend, chosen by
+    configuration on one host or by the library across two, see two_hosts); returns what
+    wait_job needs."""
     env = _rank_env(env or {})
     cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), str(folder)]
     if mpi:
-        env["SHARDLITE_COMM_BACKEND"] = "mpi"
         mpirun = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", str(n)]
+        if hosts == 2:
+            mpirun += two_hosts(pathlib.Path(folder), n)
+        else:
+            env["SHARDLITE_COMM_BACKEND"] = "mpi"
         return [subprocess.Popen(mpirun + cmd, env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)]
     env.setdefault("SHARDLITE_JOB_ID", JOB_PREFIX + uuid.uuid4().hex[:8])
@@ -406,9 +433,9 @@ class Job:
                     first = blob
 
 
-def run_job(folder, n, mpi=False, world="hccl_world_group", small=False, env=None):
+def run_job(folder, n, mpi=False, world="hccl_world_group", small=False, env=None, hosts=1):
     job = Job(folder, n, world, small, mpi=mpi)
-    wait_job(start_job(folder, n, mpi, env))
+    wait_job(start_job(folder, n, mpi, env, hosts))
     return job
 
 
@@ -488,16 +515,18 @@ def test_two_jobs_at_once(tmp_path, mslite):
 
 
 @pytest.mark.skipif(not shutil.which("mpirun"), reason="mpirun is not installed")
-@pytest.mark.parametrize("n", [2, 4])
-def test_mpi_backend(tmp_path, mslite, n):
-    """The same cases (float16 reductions aside) under mpirun with the MPI backend. Sums of two
-    ranks are exact whatever order MPI adds in; four ranks check allclose for sums and
-    products (MPI may add in a tree) and exact results for everything else."""
+@pytest.mark.parametrize("n, hosts", [(2, 1), (4, 1), (2, 2), (4, 2)])
+def test_mpi_backend(tmp_path, mslite, n, hosts):
+    """The same cases (float16 reductions aside) under mpirun with the MPI backend: on one host
+    (chosen by configuration), and on two hosts (as far as Open MPI can tell: see two_hosts),
+    where the library chooses it itself, over TCP. Sums of two ranks are exact whatever
+    order MPI adds in; four ranks check allclose for sums and products (MPI may add in a tree)
+    and exact results for everything else."""
     import shardlite
 
     if not (pathlib.Path(shardlite.__file__).parent / "libshardlite_mpi.so").exists():
         pytest.skip("shardlite was built without the MPI backend")
-    job = run_job(tmp_path, n, mpi=True, world="nccl_world_group", small=True)
+    job = run_job(tmp_path, n, mpi=True, world="nccl_world_group", small=True, hosts=hosts)
     job.check(any_order=True)
     infos = [json.loads((tmp_path / ("info.r%d.json" % r)).read_text()) for r in range(n)]
     assert {(i["source"], i["backend"]) for i in infos} == {("openmpi", "mpi")}
