@@ -16,7 +16,7 @@ them.
 When a rank exits with a non-zero status or is killed, the others get a moment to end on their
 own (a collective error is then reported by each rank), then SIGTERM, then SIGKILL; the launcher
 names the rank and how it ended and exits with its exit code (128 + the signal number when it
-was killed). Time the launcher spends stopped does not count toward these periods. When SIGINT, SIGTERM or SIGHUP stopped the job, the launcher then ends by that
+was killed). Time the job spends stopped by Ctrl-Z does not count toward these periods. When SIGINT, SIGTERM or SIGHUP stopped the job, the launcher then ends by that
 signal itself (so that a shell script running it ends on Ctrl-C). Every wait is bounded but
 one: the output of ranks that have ended is passed on in full, however slowly it is read.
 Whatever the ranks started ends with them (their process groups are killed at the end, by a
@@ -52,9 +52,6 @@ _REAP_S = 5.0
 # left the ranks' groups may hold the pipe open, writing now and then or never); time spent
 # passing output on to a slow reader does not count.
 _DRAIN_S = 2.0
-# A longer gap between two looks at the ranks is time the launcher spent stopped (Ctrl-Z): it
-# does not count toward the periods above (as the library's waits do not count it either).
-_STOPPED_S = 1.0
 # Forwarded to the ranks, but SIGTSTP (_Job.suspend).
 _HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP)
 _PR_SET_PDEATHSIG = 1
@@ -263,6 +260,7 @@ class _Job:
         self.signals = []  # signals the launcher received (and forwarded)
         self.stopped = set()  # ranks the launcher stopped after another failed
         self.ended_at = {}  # rank -> when the launcher saw it end
+        self.suspended_s = 0.0  # how long the job was stopped (Ctrl-Z) in all
 
     def live(self):
         return [r for r, p in enumerate(self.procs) if p.returncode is None]
@@ -298,9 +296,11 @@ class _Job:
         ranks that exited or were killed."""
         self.signal_live(signal.SIGSTOP)
         handler = signal.getsignal(signal.SIGTSTP)
+        stopped_at = time.monotonic()
         _default_action(signal.SIGTSTP)  # returns once continued (at once if dropped)
         signal.signal(signal.SIGTSTP, handler)
         self.signal_live(signal.SIGCONT)
+        self.suspended_s += time.monotonic() - stopped_at
 
 
 def _default_action(sig):
@@ -355,13 +355,13 @@ def _supervise(job):
     first failure as (rank, returncode), or None."""
     failure = None
     term_at = kill_at = give_up_at = None
-    last = time.monotonic()
+    suspended_s = 0.0
     while True:
         now = time.monotonic()
-        if now - last > _STOPPED_S:
-            term_at, kill_at, give_up_at = (t if t is None else t + now - last
+        if job.suspended_s != suspended_s:  # time stopped by Ctrl-Z does not count
+            term_at, kill_at, give_up_at = (t if t is None else t + job.suspended_s - suspended_s
                                             for t in (term_at, kill_at, give_up_at))
-        last = now
+            suspended_s = job.suspended_s
         ended = [r for r in job.live() if job.procs[r].poll() is not None]
         job.ended_at.update((r, now) for r in ended)
         failed = [r for r in ended if job.procs[r].returncode != 0]
