@@ -34,7 +34,7 @@ DTYPE_CODES = {
     np.dtype(np.float64): 11, np.dtype(np.uint32): 12, np.dtype(np.uint64): 13,
 }
 # AttributeType numbers
-T_FLOAT, T_INT64, T_STRING, T_BOOL, T_DOUBLE = 1, 7, 8, 9, 11
+T_FLOAT, T_INT64, T_STRING, T_BOOL, T_DOUBLE, T_UINT32 = 1, 7, 8, 9, 11, 12
 T_TENSORS, T_TUPLE, T_LIST, T_UMONAD, T_NONE, T_SCALAR = 19, 20, 21, 23, 25, 39
 
 
@@ -300,6 +300,8 @@ class GraphBuilder:
                 e = Msg(packed)
                 if isinstance(v, (bool, np.bool_)):
                     e.rep_varint(10, [int(v)]).varint(16, T_BOOL)
+                elif isinstance(v, np.uint32):  # as MindSpore writes UInt32Imm (group_rank_ids)
+                    e.varint(3, int(v)).varint(16, T_UINT32)
                 elif isinstance(v, (int, np.integer)):
                     e.rep_varint(10, [int(v)]).varint(16, T_INT64)
                 elif isinstance(v, (float, np.floating)):

@@ -20,8 +20,8 @@ static const char *const world_groups[] = {"hccl_world_group", "nccl_world_group
 
 #define GROUP_ATTRS                                                                          \
     {.name = "group", .type = SL_ATTR_GROUP, .offset = P(coll.group), .names = world_groups},  \
-    {.name = "group_ranks", .type = SL_ATTR_INTS, .offset = P(coll.group_ranks),              \
-     .count = P(coll.n_group_ranks), .max_count = SL_GROUP_MAX}
+    {.name = "group_ranks", .alias = "group_rank_ids", .type = SL_ATTR_INTS,                   \
+     .offset = P(coll.group_ranks), .count = P(coll.n_group_ranks), .max_count = SL_GROUP_MAX}
 
 static const sl_attr_desc all_reduce_attrs[] = {
     {.name = "op", .type = SL_ATTR_ENUM, .offset = P(coll.op), .names = reduce_ops},
@@ -82,7 +82,7 @@ static const sl_attr_desc conv2d_attrs[] = {
       .count = P(conv2d.n_dilation), .max_count = 4},
     {.name = "pad_list", .type = SL_ATTR_INTS, .offset = P(conv2d.pad_list),
       .count = P(conv2d.n_pad_list), .max_count = 4},
-    {.name = "group", .type = SL_ATTR_INT, .offset = P(conv2d.group), .def = 1},
+    {.name = "group", .alias = "groups", .type = SL_ATTR_INT, .offset = P(conv2d.group), .def = 1},
     {.name = "out_channel", .type = SL_ATTR_INT, .offset = P(conv2d.out_channel)},
     {.name = "pad_mode", .type = SL_ATTR_ENUM, .offset = P(conv2d.pad_mode), .names = pad_modes},
     {.name = "format", .type = SL_ATTR_ENUM, .offset = P(conv2d.format), .names = formats},

@@ -113,6 +113,7 @@ typedef enum sl_attr_type {
 
 typedef struct sl_attr_desc {
     const char *name;        /* the MindSpore attribute name */
+    const char *alias;       /* read instead when `name` is absent (another version's name) */
     sl_attr_type type;
     size_t offset;           /* in sl_params */
     int max_count;           /* SL_ATTR_INTS */

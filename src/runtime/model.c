@@ -24,21 +24,24 @@ static sl_status join_group(struct sl_model *m, int i)
     }
     const sl_params_coll *p = &n->params.coll;
     int ranks[SL_COMM_MAX_RANKS];
-    if (p->n_group_ranks < 0 || p->n_group_ranks > SL_COMM_MAX_RANKS) {
+    /* a world group's name means every rank, whatever ranks the file lists (MindSpore's exports
+     * give every op the ranks of its group: group_rank_ids) */
+    int64_t n_ranks = p->group >= 0 ? 0 : p->n_group_ranks;
+    if (n_ranks < 0 || n_ranks > SL_COMM_MAX_RANKS) {
         return sl_error(SL_ERR_FORMAT, "node '%s': a group of %lld ranks", n->name,
-                        (long long)p->n_group_ranks);
+                        (long long)n_ranks);
     }
-    if (p->group < 0 && p->n_group_ranks == 0) {
-        return sl_error(SL_ERR_FORMAT, "node '%s': a sub-group without group_ranks (only the "
-                        "world group may omit them)", n->name);
+    if (p->group < 0 && n_ranks == 0) {
+        return sl_error(SL_ERR_FORMAT, "node '%s': a sub-group without its ranks (group_ranks or "
+                        "group_rank_ids; only a world group may omit them)", n->name);
     }
-    for (int64_t k = 0; k < p->n_group_ranks; k++) {
+    for (int64_t k = 0; k < n_ranks; k++) {
         ranks[k] = (int)p->group_ranks[k];
     }
     const char *op = sl_op_get(n->op)->name;
     sl_rank_info w;
     SL_TRY(sl_comm_world(&w));
-    sl_status st = sl_comm_get(ranks, (int)p->n_group_ranks, &m->comms[i]);
+    sl_status st = sl_comm_get(ranks, (int)n_ranks, &m->comms[i]);
     if (st != SL_OK) {
         return sl_error_wrap(st, "node '%s' (%s)", n->name, op);
     }

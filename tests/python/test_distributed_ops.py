@@ -215,6 +215,15 @@ class Job:
         shapes.append(("allreduce_%s_i32", [7], np.int32))
         if not mpi:  # MPI has no float16 reductions (the MPI backend refuses them)
             shapes.append(("allreduce_%s_f16", [4, 33], np.float16))
+        # an AllReduce as MindSpore's parallel pass exports it: the world's ranks as group_ranks
+        # "WORLD_GROUP" and as group_rank_ids (uint32), and attributes shardlite has no use for
+        xs = {r: _values(rng, [3, 5], F32) for r in range(n)}
+        exported = dict(world, op="sum", fusion=1, index=0, no_eliminate=True,
+                        group_ranks="WORLD_GROUP", group_rank_ids=tuple(map(np.uint32, range(n))))
+        want = rank_order([xs[r] for r in range(n)], "sum")
+        self.unary("allreduce_exported", "AllReduce", exported, xs, {r: want for r in range(n)})
+        if n > 2:
+            self.ordered.add("allreduce_exported")
         for fmt, shape, dt in shapes:
             for op in ("sum", "max", "min", "prod"):
                 if dt != F32 and op in ("max", "prod") or fmt.endswith("large") and op == "min":
@@ -394,8 +403,16 @@ class Job:
             cat = np.concatenate([xs[a], xs[c]])
             self.unary("sub_allgather", "AllGather", dict(g, rank_size=2), xs,
                        {a: cat, c: cat}, ranks=ranks)
-        self.shared.discard("sub_allreduce")  # the same per group only: checked below
-        self.shared.discard("sub_allgather")
+        # as MindSpore's exports give the ranks of a sub-group op that its parallel pass left
+        # without group_ranks: group_rank_ids, a tuple of uint32
+        for ranks in ((0, 2), (1, 3)):
+            a, c = ranks
+            s = rank_order([xs[a], xs[c]], "sum")
+            g = {"group": "2-9%d%d" % ranks, "group_rank_ids": tuple(map(np.uint32, ranks))}
+            self.unary("sub_allreduce_ids", "AllReduce", dict(g, op="sum"), xs, {a: s, c: s},
+                       ranks=ranks)
+        for name in ("sub_allreduce", "sub_allgather", "sub_allreduce_ids"):
+            self.shared.discard(name)  # the same per group only: checked below
 
     # ---- results ----
     def outputs(self, name, rank, tag=""):
@@ -455,7 +472,7 @@ def shm_jobs(tmp_path_factory, mslite):
     return jobs
 
 
-CASES = ["allreduce_sum", "allreduce_max", "allreduce_min", "allreduce_prod",
+CASES = ["allreduce_exported", "allreduce_sum", "allreduce_max", "allreduce_min", "allreduce_prod",
          "allreduce_sum_large", "allreduce_max_large", "allreduce_prod_large",
          "allreduce_sum_f16", "allreduce_min_f16", "allreduce_sum_i32", "allreduce_min_i32",
          "allreduce_sum_int8", "allreduce_prod_int8", "allreduce_sum_uint8", "allreduce_prod_uint8",
@@ -471,10 +488,10 @@ def test_op(shm_jobs, n, case):
 
 def test_subgroups(shm_jobs):
     job = shm_jobs[4]
-    job.check(["sub_allreduce", "sub_allgather"])
+    job.check(["sub_allreduce", "sub_allgather", "sub_allreduce_ids"])
     # the two groups computed different things: no cross-talk between them
-    assert not np.array_equal(job.outputs("sub_allreduce", 0)[0],
-                              job.outputs("sub_allreduce", 1)[0])
+    for name in ("sub_allreduce", "sub_allreduce_ids"):
+        assert not np.array_equal(job.outputs(name, 0)[0], job.outputs(name, 1)[0])
 
 
 def test_rank_discovery(shm_jobs):

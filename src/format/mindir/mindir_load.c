@@ -855,12 +855,14 @@ static sl_status decode_attr(const sl_attr_desc *d, const attr *a, sl_params *p)
     }
     case SL_ATTR_INTS: {
         int64_t *vals = (int64_t *)base;
-        if (a->has_s) { /* a list written as a string: "0-1-2-3" (group_ranks) */
+        if (!a->has_s) {
+            SL_TRY(attr_numbers(a, 0, vals, NULL, d->max_count, &n));
+        } else if (sl_pb_eq(a->s, "WORLD_GROUP")) { /* MindSpore's group_ranks of a world group:
+                                                       every rank, none listed */
+            n = 0;
+        } else { /* a list written as a string: "0-1-2-3" (group_ranks) */
             SL_TRY(parse_dashed_ints(a->s, vals, d->max_count, &n, d->name));
-            *(int64_t *)((char *)p + d->count) = n;
-            return SL_OK;
         }
-        SL_TRY(attr_numbers(a, 0, vals, NULL, d->max_count, &n));
         *(int64_t *)((char *)p + d->count) = n;
         return SL_OK;
     }
@@ -972,8 +974,8 @@ static sl_status emit_op(loader *L, node_msg *nm, sl_op op, sl_pb attrs_msg, uin
         attr a;
         int found;
         SL_TRY(find_attr(attrs_msg, attrs_field, d->name, &a, &found));
-        if (!found && op == SL_OP_CONV2D && strcmp(d->name, "group") == 0) {
-            SL_TRY(find_attr(attrs_msg, attrs_field, "groups", &a, &found));
+        if (!found && d->alias) {
+            SL_TRY(find_attr(attrs_msg, attrs_field, d->alias, &a, &found));
         }
         if (found) {
             SL_TRY(decode_attr(d, &a, &params));
