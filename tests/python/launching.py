@@ -115,3 +115,25 @@ def wait_gone(pids, seconds=5.0):
 
 def shm_entries(job):
     return sorted(p for p in os.listdir("/dev/shm") if p.startswith(f"shardlite-{job}-"))
+
+
+# Stands in for ssh under mpirun: drops ssh's options and the host's name and runs the command
+# (Open MPI's daemon for that "host") here.
+FAKE_SSH = """#!/bin/bash
+while [[ "$1" == -* ]]; do shift; done
+shift
+exec bash -c "$*"
+"""
+
+
+def two_hosts(folder, n):
+    """mpirun arguments that run n ranks as if on two hosts, n / 2 on each: Open MPI starts a
+    daemon per host through FAKE_SSH and joins the ranks over TCP (on the loopback device). Its
+    shared-memory transport is left out: the two hosts' daemons, on one machine under one host
+    name, would give their ranks the same segment names (a crash in mca_btl_vader)."""
+    ssh, hostfile = folder / "fake_ssh", folder / "hosts"
+    ssh.write_text(FAKE_SSH)
+    ssh.chmod(0o755)
+    hostfile.write_text("host-a slots=%d\nhost-b slots=%d\n" % (n // 2, n - n // 2))
+    return ["--mca", "plm_rsh_agent", str(ssh), "--mca", "btl", "self,tcp",
+            "--mca", "btl_tcp_if_include", "lo", "--hostfile", str(hostfile)]

@@ -77,28 +77,6 @@ def _rank_env(extra):
     return env
 
 
-# Stands in for ssh under mpirun: drops ssh's options and the host's name and runs the command
-# (Open MPI's daemon for that "host") here.
-FAKE_SSH = """#!/bin/bash
-while [[ "$1" == -* ]]; do shift; done
-shift
-exec bash -c "$*"
-"""
-
-
-def two_hosts(folder, n):
-    """mpirun arguments that run n ranks as if on two hosts, n / 2 on each: Open MPI starts a
-    daemon per host through FAKE_SSH and joins the ranks over TCP (on the loopback device). Its
-    shared-memory transport is left out: the two hosts' daemons, on one machine under one host
-    name, would give their ranks the same segment names (a crash in mca_btl_vader)."""
-    ssh, hostfile = folder / "fake_ssh", folder / "hosts"
-    ssh.write_text(FAKE_SSH)
-    ssh.chmod(0o755)
-    hostfile.write_text("host-a slots=%d\nhost-b slots=%d\n" % (n // 2, n - n // 2))
-    return ["--mca", "plm_rsh_agent", str(ssh), "--mca", "btl", "self,tcp",
-            "--mca", "btl_tcp_if_include", "lo", "--hostfile", str(hostfile)]
-
-
 def start_job(folder, n, mpi=False, env=None, hosts=1):
     """Starts the n ranks of a job on `folder` (under mpirun with the MPI backend, chosen by
     configuration on one host or by the library across two, see two_hosts); returns what
@@ -108,6 +86,8 @@ def start_job(folder, n, mpi=False, env=None, hosts=1):
     if mpi:
         mpirun = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", str(n)]
         if hosts == 2:
+            from launching import two_hosts  # (not in the ranks: they run this file too)
+
             mpirun += two_hosts(pathlib.Path(folder), n)
         else:
             env["SHARDLITE_COMM_BACKEND"] = "mpi"

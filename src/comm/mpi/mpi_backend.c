@@ -73,7 +73,8 @@ static int init_rc, init_level;
 /* the message of the first wait that gave up, set once, before gave_up */
 static char abandoned[1024];
 static _Atomic int gave_up;
-static _Atomic int exiting; /* finalize_at_exit waits: no interrupt check (Python has ended) */
+static _Atomic int exiting; /* MPI_Finalize waits (at_finalize): no interrupt check (Python may
+                               have ended) */
 
 /* Sends are buffered as the shm backend's mailboxes buffer them: a Send of up to SEND_SLOTS
  * pieces of SEND_PIECE bytes is copied, started (MPI_Isend) and returns, unless its peer has yet
@@ -81,8 +82,12 @@ static _Atomic int exiting; /* finalize_at_exit waits: no interrupt check (Pytho
  * in SEND_SLOTS: then it waits for that first. (MPI itself returns at once only up to its eager
  * limit, 4 KiB on one host: without this, two ranks that each Send 64 KiB before they Receive
  * would wait until the deadline where shm runs.) Larger messages wait for their receiver. The
- * sends started and not yet complete are listed here (any thread tests them, under sends_mu);
- * the process waits for them at exit, before MPI_Finalize. */
+ * sends started and not yet complete are listed here (any thread tests them, under sends_mu).
+ * MPI moves a message beyond its eager limit only while the sender calls into it (across hosts,
+ * or without single-copy shared memory), so a thread of the backend's (progress_main) calls
+ * MPI_Test on them until they complete; MPI_Finalize (ours at exit, or the program's own) first
+ * waits for them within the deadline (at_finalize), then drops those never received, with a
+ * warning (as a shm mailbox that no one empties goes with its segment). */
 #define SEND_SLOTS 4
 #define SEND_PIECE (64u << 10)
 
@@ -96,8 +101,12 @@ typedef struct pending_send {
 } pending_send;
 
 static pthread_mutex_t sends_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sends_cv = PTHREAD_COND_INITIALIZER; /* a send was started, or stop */
 static pending_send *sends;
 static int n_sends, cap_sends;
+static pthread_t progress_thread;
+static pid_t progress_pid; /* the process that started progress_thread (0: none) */
+static int progress_stop;
 static uint64_t last_id;    /* (under sends_mu) */
 static double exit_timeout; /* the longest deadline of the process's groups (under sends_mu) */
 static int my_rank;         /* in the world */
@@ -302,29 +311,82 @@ static int is_waited(const send_wait *w, const pending_send *p)
     return w->group == 0 || (p->group == w->group && p->peer == w->peer);
 }
 
-/* Frees the sends that completed; done once w's wait is over. */
+/* Tests the pending sends (under sends_mu), freeing those that completed; counts the pieces and
+ * the sends that w waits for still pending. Returns an MPI error, or MPI_SUCCESS. */
+static int test_sends(const send_wait *w, int *pieces, int *left)
+{
+    int rc = MPI_SUCCESS;
+    *pieces = *left = 0;
+    for (int i = 0; i < n_sends && rc == MPI_SUCCESS;) {
+        int done = 0;
+        rc = MPI_Test(&sends[i].req, &done, MPI_STATUS_IGNORE);
+        if (done && rc == MPI_SUCCESS) {
+            free(sends[i].copy);
+            sends[i] = sends[--n_sends];
+        } else {
+            *pieces += is_waited(w, &sends[i]) ? sends[i].pieces : 0;
+            *left += is_waited(w, &sends[i]);
+            i++;
+        }
+    }
+    return rc;
+}
+
+/* Done once w's wait is over. */
 static int poll_sends(void *arg, int *rc)
 {
     const send_wait *w = arg;
-    int used = 0, left = 0;
+    int pieces, left;
     if (atomic_load(&gave_up)) {
         return -1;
     }
     pthread_mutex_lock(&sends_mu);
-    for (int i = 0; i < n_sends && *rc == MPI_SUCCESS;) {
-        int done = 0;
-        *rc = MPI_Test(&sends[i].req, &done, MPI_STATUS_IGNORE);
-        if (done && *rc == MPI_SUCCESS) {
-            free(sends[i].copy);
-            sends[i] = sends[--n_sends];
-        } else {
-            used += is_waited(w, &sends[i]) ? sends[i].pieces : 0;
-            left += is_waited(w, &sends[i]);
-            i++;
+    *rc = test_sends(w, &pieces, &left);
+    pthread_mutex_unlock(&sends_mu);
+    return w->group ? pieces + w->pieces <= SEND_SLOTS : left == 0;
+}
+
+/* Tests the pending sends while there are any (after a nap that grows from 20 us to 1 ms while
+ * none completes), so that MPI moves them, until stop_progress. */
+static void *progress_main(void *arg)
+{
+    (void)arg;
+    const send_wait all = {0};
+    long nap_ns = 20000;
+    pthread_mutex_lock(&sends_mu);
+    while (!progress_stop) {
+        if (n_sends == 0 || atomic_load(&gave_up)) {
+            pthread_cond_wait(&sends_cv, &sends_mu);
+            nap_ns = 20000;
+            continue;
         }
+        int pieces, left, before = n_sends;
+        int rc = test_sends(&all, &pieces, &left);
+        pthread_mutex_unlock(&sends_mu);
+        if (rc != MPI_SUCCESS) {
+            give_up_on(rc, "a Send, in MPI_Test"); /* (its waiters fail with this message) */
+        }
+        nap_ns = left < before ? 20000 : nap_ns < 1000000 ? 2 * nap_ns : nap_ns;
+        struct timespec nap = {0, nap_ns};
+        nanosleep(&nap, NULL);
+        pthread_mutex_lock(&sends_mu);
     }
     pthread_mutex_unlock(&sends_mu);
-    return w->group ? used + w->pieces <= SEND_SLOTS : left == 0;
+    return NULL;
+}
+
+/* Ends progress_main for good (this process's: not a forked child's copy of the state). */
+static void stop_progress(void)
+{
+    pthread_mutex_lock(&sends_mu);
+    int mine = progress_pid == getpid();
+    progress_pid = 0;
+    progress_stop = 1;
+    pthread_cond_signal(&sends_cv);
+    pthread_mutex_unlock(&sends_mu);
+    if (mine) {
+        pthread_join(progress_thread, NULL);
+    }
 }
 
 /* Whom a wait for sends waits for: "rank 1", "ranks 1,3". */
@@ -380,6 +442,12 @@ static sl_status send_message(mpi_state *s, const sl_coll_desc *d, const void *i
     if (rc == MPI_SUCCESS) {
         sends[n_sends++] = (pending_send){.group = s->id, .peer = d->peer, .to = s->ranks[d->peer],
                                           .pieces = w.pieces, .req = req, .copy = copy};
+        if (progress_pid != getpid() && !progress_stop &&
+            pthread_create(&progress_thread, NULL, progress_main, NULL) == 0) {
+            progress_pid = getpid(); /* (without it, the sends move when this rank next calls
+                                        MPI: later, not never) */
+        }
+        pthread_cond_signal(&sends_cv);
     }
     pthread_mutex_unlock(&sends_mu);
     if (rc != MPI_SUCCESS) {
@@ -413,6 +481,22 @@ static sl_status receive_message(mpi_state *s, const sl_coll_desc *d, void *out,
     return wait_requests(1, &req, &s->ranks[d->peer], s->ranks[s->me], s->timeout, what);
 }
 
+/* MPI_Finalize's first step, whoever calls it (MPI deletes MPI_COMM_SELF's attributes first):
+ * waits for the pending sends within the deadline, then lets MPI drop those never received. */
+static int at_finalize(MPI_Comm comm, int keyval, void *value, void *extra)
+{
+    (void)comm, (void)keyval, (void)value, (void)extra;
+    stop_progress();
+    const send_wait all = {0};
+    atomic_store(&exiting, 1);
+    if (!atomic_load(&gave_up) && wait_for(poll_sends, (void *)&all, receivers_pending, my_rank,
+                                           exit_timeout, "its Sends, at MPI_Finalize") != SL_OK) {
+        fprintf(stderr, "shardlite: %s; the messages not received are dropped\n",
+                sl_last_error());
+    }
+    return MPI_SUCCESS;
+}
+
 /* MPI_Init, then, at the process's exit (finalize_at_exit), MPI_Finalize. */
 static void *init_main(void *arg)
 {
@@ -444,17 +528,9 @@ static void *init_main(void *arg)
 static void finalize_at_exit(int status, void *arg)
 {
     (void)arg;
+    stop_progress(); /* whether MPI is finalized or not: no MPI call while the process ends */
     if (status != 0 || getpid() != init_pid || !atomic_load(&init_done) ||
         init_rc != MPI_SUCCESS || atomic_load(&gave_up)) {
-        return;
-    }
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    send_wait all = {0};
-    atomic_store(&exiting, 1);
-    if (!finalized && wait_for(poll_sends, &all, receivers_pending, my_rank, exit_timeout,
-                               "the process's Sends, at exit") != SL_OK) {
-        fprintf(stderr, "shardlite: %s\n", sl_last_error()); /* mpirun then ends the job */
         return;
     }
     pthread_mutex_lock(&state_mu);
@@ -547,10 +623,12 @@ static sl_status init_mpi(const sl_rank_info *w, double timeout)
     if (first) { /* the first open of the process: every rank's first open calls it */
         MPI_Request req;
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-        int rc = MPI_Op_create(wrapping_sum8, 1, &sum8);
+        int keyval, rc = MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, at_finalize, &keyval, NULL);
+        rc = rc == MPI_SUCCESS ? MPI_Comm_set_attr(MPI_COMM_SELF, keyval, NULL) : rc;
+        rc = rc == MPI_SUCCESS ? MPI_Op_create(wrapping_sum8, 1, &sum8) : rc;
         rc = rc == MPI_SUCCESS ? MPI_Op_create(wrapping_prod8, 1, &prod8) : rc;
         if (rc != MPI_SUCCESS) {
-            return give_up_on(rc, "MPI_Op_create");
+            return give_up_on(rc, "MPI_Comm_create_keyval, MPI_Op_create");
         }
         rc = MPI_Comm_idup(MPI_COMM_WORLD, &world, &req);
         if (rc != MPI_SUCCESS) {
