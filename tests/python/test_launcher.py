@@ -416,6 +416,35 @@ def test_ctrl_z_stops_the_ranks():
     assert launcher.returncode == 0 and err == "", err
 
 
+def stopped_for_4_s(args, env, ready):
+    """Runs `shardlite launch -n 2 python ARGS...` (in a process group of its own in this
+    session: not orphaned, as a shell's job is not), stops it with SIGTSTP (Ctrl-Z) once
+    ready(its output lines) holds, continues it 4 s later and waits for its end; returns (its
+    output lines, its stderr, its exit status)."""
+    launcher = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
+                                 sys.executable, *args], cwd=str(REPO), env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=os.setpgrp)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not ready(list(lines)):
+            assert time.monotonic() < deadline and launcher.poll() is None, lines
+            time.sleep(0.01)
+        launcher.send_signal(signal.SIGTSTP)
+        _, status = os.waitpid(launcher.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)
+        time.sleep(4)
+        launcher.send_signal(signal.SIGCONT)
+        launcher.wait(30)
+    finally:
+        launcher.kill()
+    reader.join(5)
+    return lines, launcher.stderr.read(), launcher.returncode
+
+
 def test_a_stop_does_not_count_against_the_grace_period():
     """Rank 0 fails; the launcher sends SIGTERM to rank 1, whose handler takes 1 s of CPU time to
     clean up (its 3 s grace period allows that). Ctrl-Z stops the job for 4 s right then:
@@ -437,30 +466,10 @@ def test_a_stop_does_not_count_against_the_grace_period():
             "    sys.exit(1)\n"
             "while True:\n"
             "    time.sleep(0.01)\n")
-    launcher = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
-                                 sys.executable, "-c", code], cwd=str(REPO), env=launch_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=os.setpgrp)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not any("term" in ln for ln in list(lines)):
-            assert time.monotonic() < deadline and launcher.poll() is None, lines
-            time.sleep(0.01)
-        launcher.send_signal(signal.SIGTSTP)
-        _, status = os.waitpid(launcher.pid, os.WUNTRACED)
-        assert os.WIFSTOPPED(status)
-        time.sleep(4)
-        launcher.send_signal(signal.SIGCONT)
-        launcher.wait(30)
-    finally:
-        launcher.kill()
-    reader.join(5)
-    err = launcher.stderr.read()
+    lines, err, status = stopped_for_4_s(["-c", code], launch_env(),
+                                         lambda lines: any("term" in ln for ln in lines))
     assert any("cleaned" in ln for ln in lines), (lines, err)
-    assert launcher.returncode == 1 and "rank 0 exited with code 1" in err, err
+    assert status == 1 and "rank 0 exited with code 1" in err, err
 
 
 # ---- the seed sample on 2 ranks ----
@@ -683,30 +692,10 @@ print("out", model.predict(inputs)[0].get_data_to_numpy().ravel().tolist(), flus
 def test_a_stop_does_not_count_against_the_deadline(sample_models):
     """Ctrl-Z stops the job for 4 s while rank 0 waits in its AllReduce for rank 1 (busy for
     1.5 s of CPU time), with a 3 s deadline: continued, the job ends well, the stop not counted."""
-    launcher = subprocess.Popen([sys.executable, "-m", "shardlite", "launch", "-n", "2",
-                                 sys.executable, "-c", STOPPED_WAIT, str(sample_models)],
-                                cwd=str(REPO), env=launch_env(SHARDLITE_COMM_TIMEOUT=3),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=os.setpgrp)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 20
-        while sum("built" in ln for ln in list(lines)) < 2:
-            assert time.monotonic() < deadline and launcher.poll() is None, lines
-            time.sleep(0.01)
-        launcher.send_signal(signal.SIGTSTP)
-        _, status = os.waitpid(launcher.pid, os.WUNTRACED)
-        assert os.WIFSTOPPED(status)
-        time.sleep(4)
-        launcher.send_signal(signal.SIGCONT)
-        launcher.wait(30)
-    finally:
-        launcher.kill()
-    reader.join(5)
-    err = launcher.stderr.read()
-    assert launcher.returncode == 0, err
+    lines, err, status = stopped_for_4_s(["-c", STOPPED_WAIT, str(sample_models)],
+                                         launch_env(SHARDLITE_COMM_TIMEOUT=3),
+                                         lambda lines: sum("built" in ln for ln in lines) == 2)
+    assert status == 0, err
     want = (np.ones((2, 8), np.float32) @ W).ravel()
     outs = [ln for ln in lines if " out " in ln]
     assert len(outs) == 2, lines
