@@ -41,6 +41,18 @@ static sl_status join_group(struct sl_model *m, int i)
     const char *op = sl_op_get(n->op)->name;
     sl_rank_info w;
     SL_TRY(sl_comm_world(&w));
+    int every = n_ranks == w.size && w.size > 1;
+    for (int k = 0; every && k < n_ranks; k++) {
+        every = ranks[k] == k;
+    }
+    if (p->group < 0 && every) {
+        return sl_error(SL_ERR_FORMAT,
+                        "node '%s' (%s): its sub-group lists every rank: MindSpore names such a "
+                        "group after the world, and lists every rank (group_rank_ids) for a "
+                        "group its parallel pass did not make, whatever its members; give the "
+                        "group's ranks as group_ranks",
+                        n->name, op);
+    }
     sl_status st = sl_comm_get(ranks, (int)n_ranks, &m->comms[i]);
     if (st != SL_OK) {
         return sl_error_wrap(st, "node '%s' (%s)", n->name, op);

@@ -438,18 +438,7 @@ def test_a_slice_run_alone(models, tmp_path):
     np.testing.assert_allclose(eval(proc.stdout.split(" ", 1)[1]), want, rtol=1e-6)
 
 
-def test_rank_size_must_match_the_group(tmp_path):
-    """A collective exported for a group of 4 ranks (its rank_size) fails to build in a job of
-    2, naming the node and both sizes, instead of gathering a wrong shape."""
-    from shardlite.builder import GraphBuilder
-
-    b = GraphBuilder("g")
-    x = b.input("x", [2, 3], np.float32)
-    b.output(b.op("AllGather", [x], {"group": "hccl_world_group", "rank_size": 4}))
-    b.save(tmp_path / "Gather0.mindir")
-    b.save(tmp_path / "Gather1.mindir")
-    script = tmp_path / "gather.py"
-    script.write_text("""
+BUILD = """
 import sys
 import shardlite as mslite
 rank = mslite.distributed()["rank"]
@@ -459,17 +448,50 @@ try:
     print("built")
 except RuntimeError as e:
     print("error", e)
-""")
-    proc, _ = launch(["-n", 2, sys.executable, script, tmp_path / "Gather"])
-    for r in (0, 1):
-        assert ("was exported for a group of 4 ranks (rank_size), but its group here has 2"
-                in "\n".join(rank_lines(proc.stdout, r))), proc.stdout + proc.stderr
+"""
+
+
+def build_on_two_ranks(tmp_path, attrs, prim="AllGather"):
+    """Builds y = prim(x) with attrs on both ranks of a 2-rank job; returns (the script, the
+    models' stem, each rank's output)."""
+    from shardlite.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    x = b.input("x", [2, 3], np.float32)
+    b.output(b.op(prim, [x], attrs))
+    b.save(tmp_path / "m0.mindir")
+    b.save(tmp_path / "m1.mindir")
+    script = tmp_path / "build.py"
+    script.write_text(BUILD)
+    proc, _ = launch(["-n", 2, sys.executable, script, tmp_path / "m"])
+    return script, tmp_path / "m", ["\n".join(rank_lines(proc.stdout, r)) for r in (0, 1)]
+
+
+def test_rank_size_must_match_the_group(tmp_path):
+    """A collective exported for a group of 4 ranks (its rank_size) fails to build in a job of
+    2, naming the node and both sizes, instead of gathering a wrong shape."""
+    script, stem, outs = build_on_two_ranks(tmp_path, {"group": "hccl_world_group",
+                                                       "rank_size": 4})
+    for out in outs:
+        assert "was exported for a group of 4 ranks (rank_size), but its group here has 2" in out
     # alone on purpose (a world of 1), the slice builds
     from conftest import launcher_free_env
-    alone = subprocess.run([sys.executable, str(script), str(tmp_path / "Gather")],
+    alone = subprocess.run([sys.executable, str(script), str(stem)],
                            env=launcher_free_env(SHARDLITE_RANK="0", SHARDLITE_WORLD_SIZE="1"),
                            capture_output=True, text=True, timeout=60)
     assert alone.stdout.strip() == "built", alone.stdout + alone.stderr
+
+
+@pytest.mark.parametrize("ranks", [{}, {"group_rank_ids": (np.uint32(0), np.uint32(1))}])
+def test_sub_group_ranks_unknown(tmp_path, ranks):
+    """An AllReduce on a sub-group that lists no ranks, or lists every rank in group_rank_ids
+    (what MindSpore's exports list for a group its parallel pass did not make, whatever its
+    members): the build fails naming the node, rather than reducing over the wrong ranks."""
+    _, _, outs = build_on_two_ranks(tmp_path, dict(ranks, group="mine", op="sum"), "AllReduce")
+    want = ("its sub-group lists every rank" if ranks else
+            "a sub-group without its ranks (group_ranks or group_rank_ids")
+    for out in outs:
+        assert "node 'g:AllReduce_1'" in out and want in out, out
 
 
 RECEIVE = """
