@@ -238,7 +238,9 @@ sl_status sl_strided_slice_plan(const sl_op_call *call, sl_slice_plan *plan)
         }
         slice_dim(b[i], e[i], s[i], (int)(p->begin_mask >> i & 1), (int)(p->end_mask >> i & 1),
                   dim, &plan->begin[d], &plan->len[d]);
-        plan->step[d] = s[i];
+        /* a step only matters between two elements: with one or none it may be any value,
+         * and the kernel's stride (step * the dim's stride) must not overflow */
+        plan->step[d] = plan->len[d] > 1 ? s[i] : 1;
         if (plan->out.rank >= SL_MAX_DIMS) {
             goto too_many;
         }

@@ -352,6 +352,11 @@ static void test_strided_slice(void **state)
          {12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23}},
         /* x[:, 2:1] is empty */
         {2, {0, 2}, {0, 1}, {1, 1}, {.begin_mask = 1, .end_mask = 1}, 3, {2, 0, 4}, {0}},
+        /* x[0:1:2**63-1] and x[-1:-3:-2**63]: one element along a dim with a step so large
+         * that step * the dim's stride (12) overflows; the step is never taken */
+        {1, {0}, {1}, {INT64_MAX}, {0}, 3, {1, 3, 4}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}},
+        {1, {-1}, {-3}, {INT64_MIN}, {0}, 3, {1, 3, 4},
+         {12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23}},
     };
     sl_value *x = value_arange(3, (int64_t[]){2, 3, 4});
     for (size_t c = 0; c < sizeof cases3 / sizeof cases3[0]; c++) {
