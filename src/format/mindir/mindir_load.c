@@ -10,6 +10,7 @@
 #include "core/mapfile.h"
 #include "format/mindir/mindir.h"
 #include "format/pb/pb.h"
+#include "graph/shape_util.h"
 
 /* AttributeProto.type values used here. */
 enum {
@@ -414,6 +415,24 @@ static sl_status tensor_parse(sl_pb msg, int allow_dynamic, tensor_info *t)
         case 13: t->ref_key = f.bytes; break;
         default: break;
         }
+    }
+    /* the known dims' element count must fit SL_MAX_NUMEL: sizes computed from it (bytes,
+     * strides, the arena) then cannot overflow */
+    sl_shape known = t->shape;
+    for (int i = 0; i < known.rank; i++) {
+        known.dims[i] = known.dims[i] < 0 ? 1 : known.dims[i];
+    }
+    int64_t numel;
+    if (!sl_shape_numel_checked(&known, &numel)) {
+        char buf[160];
+        sl_shape_str(&t->shape, buf, sizeof buf);
+        if (t->name.p) {
+            return sl_error(SL_ERR_FORMAT, "tensor '%.*s' of shape %s has more than %lld elements",
+                            (int)sl_pb_size(t->name), (const char *)t->name.p, buf,
+                            (long long)SL_MAX_NUMEL);
+        }
+        return sl_error(SL_ERR_FORMAT, "a tensor of shape %s has more than %lld elements", buf,
+                        (long long)SL_MAX_NUMEL);
     }
     t->dtype = sl_mindir_dtype(t->data_type);
     return SL_OK;
@@ -1263,8 +1282,9 @@ static sl_status add_graph_input(loader *L, sl_pb msg)
         return sl_error(SL_ERR_FORMAT, "graph input without a name");
     }
     tensor_info t;
+    sl_status st = SL_OK;
     if (tensor.p) {
-        SL_TRY(tensor_parse(tensor, 1, &t));
+        st = tensor_parse(tensor, 1, &t);
     } else if (attr_info.p) { /* a scalar input: the abstract's tensor gives the dtype */
         attr a;
         SL_TRY(attr_parse(attr_info, &a));
@@ -1272,11 +1292,15 @@ static sl_status add_graph_input(loader *L, sl_pb msg)
             return sl_error(SL_ERR_UNSUPPORTED, "graph input '%.*s' is not a tensor or scalar",
                             (int)sl_pb_size(name), (const char *)name.p);
         }
-        SL_TRY(tensor_parse(a.t, 1, &t));
+        st = tensor_parse(a.t, 1, &t);
         t.shape.rank = 0;
     } else {
         return sl_error(SL_ERR_FORMAT, "graph input '%.*s' has no type",
                         (int)sl_pb_size(name), (const char *)name.p);
+    }
+    if (st != SL_OK) {
+        return sl_error_wrap(st, "graph input '%.*s'", (int)sl_pb_size(name),
+                             (const char *)name.p);
     }
     if (t.dtype == SL_DTYPE_UNKNOWN) {
         return sl_error(SL_ERR_UNSUPPORTED, "graph input '%.*s' has unsupported data_type %lld",
@@ -1287,7 +1311,7 @@ static sl_status add_graph_input(loader *L, sl_pb msg)
         return sl_error(SL_ERR_NOMEM, "mindir: out of memory");
     }
     int v;
-    sl_status st = sl_graph_add_value(L->g, nm, t.dtype, &t.shape, SL_VALUE_INPUT, &v);
+    st = sl_graph_add_value(L->g, nm, t.dtype, &t.shape, SL_VALUE_INPUT, &v);
     free(nm);
     SL_TRY(st);
     int *ins = realloc(L->g->inputs, sizeof(int) * (size_t)(L->g->n_inputs + 1));

@@ -1,0 +1,161 @@
+/* Hostile models, built here byte by byte (the cases a fuzzer found): each must fail to build
+ * with an error status and a message saying what is wrong, never crash, overflow or allocate
+ * from a size it has not checked (this test also runs under ASan+UBSan). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#define TMPDIR_NAME "hostile"
+#include "tmpdir.h"
+
+#include "format/pb/pb.h"
+#include "shardlite/shardlite.h"
+
+/* MindIR TensorProto data_type values */
+enum { DT_FLOAT32 = 1, DT_INT64 = 7, DT_FLOAT64 = 11 };
+
+static char model_path[128];
+
+/* ---- writing models ---- */
+
+/* ModelProto fields up to an open GraphProto; returns where the graph starts. */
+static size_t model_begin(sl_pbw *w)
+{
+    memset(w, 0, sizeof *w);
+    sl_pbw_str(w, 1, "0.1.1");
+    sl_pbw_str(w, 2, "MindSpore");
+    sl_pbw_str(w, 5, "2.2.0");
+    return sl_pbw_begin(w);
+}
+
+/* Closes the graph (named "g") and writes the model to model_path. */
+static void model_end(sl_pbw *w, size_t graph)
+{
+    sl_pbw_str(w, 2, "g");
+    sl_pbw_end(w, 7, graph);
+    assert_false(w->failed);
+    FILE *f = fopen(model_path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(w->buf, 1, w->len, f), w->len);
+    fclose(f);
+    sl_pbw_free(w);
+}
+
+/* A TensorProto as field `field`: dims, data_type, name (may be NULL), no data. */
+static void put_tensor(sl_pbw *w, uint32_t field, int rank, const int64_t *dims, int data_type,
+                       const char *name)
+{
+    size_t t = sl_pbw_begin(w);
+    for (int i = 0; i < rank; i++) {
+        sl_pbw_varint(w, 1, (uint64_t)dims[i]);
+    }
+    sl_pbw_varint(w, 2, (uint64_t)data_type);
+    if (name) {
+        sl_pbw_str(w, 7, name);
+    }
+    sl_pbw_end(w, field, t);
+}
+
+/* GraphProto.input `name` of the given shape. */
+static void put_input(sl_pbw *w, const char *name, int rank, const int64_t *dims, int data_type)
+{
+    size_t v = sl_pbw_begin(w);
+    sl_pbw_str(w, 1, name);
+    put_tensor(w, 2, rank, dims, data_type, NULL);
+    sl_pbw_end(w, 5, v);
+}
+
+static void put_output(sl_pbw *w, const char *name)
+{
+    size_t v = sl_pbw_begin(w);
+    sl_pbw_str(w, 1, name);
+    sl_pbw_end(w, 6, v);
+}
+
+/* A NodeProto with bare op_type `op` (MindSpore 1.x style), left open for attributes: close
+ * it with node_end. */
+static size_t node_begin(sl_pbw *w, const char *op, const char *out, int n_in, ...)
+{
+    size_t n = sl_pbw_begin(w);
+    va_list ap;
+    va_start(ap, n_in);
+    for (int i = 0; i < n_in; i++) {
+        sl_pbw_str(w, 1, va_arg(ap, const char *));
+    }
+    va_end(ap);
+    sl_pbw_str(w, 2, out);
+    sl_pbw_str(w, 3, out);
+    sl_pbw_str(w, 4, op);
+    return n;
+}
+
+static void node_end(sl_pbw *w, size_t n)
+{
+    sl_pbw_end(w, 1, n);
+}
+
+/* ---- checks ---- */
+
+/* Building model_path fails with st and a message holding `needle`. */
+static void expect_build_error(sl_status st, const char *needle)
+{
+    sl_model *m = NULL;
+    sl_status got = sl_model_build_from_file(model_path, NULL, &m);
+    if (got == SL_OK) {
+        sl_model_destroy(m);
+    }
+    if (got != st || !strstr(sl_last_error(), needle)) {
+        fail_msg("got %s '%s', expected %s with '%s'", sl_status_name(got), sl_last_error(),
+                 sl_status_name(st), needle);
+    }
+    assert_null(m);
+}
+
+/* ---- cases ---- */
+
+/* Shapes whose element count overflows int64: every size computed from them would too. */
+static void test_shape_too_large(void **state)
+{
+    (void)state;
+    const int64_t huge[] = {(int64_t)1 << 62, 4}, one = 1, dyn[] = {-1, (int64_t)1 << 62, 4};
+    sl_pbw w;
+    size_t g = model_begin(&w);
+    node_end(&w, node_begin(&w, "Add", "y", 2, "x", "g:w"));
+    put_tensor(&w, 3, 2, huge, DT_FLOAT32, "g:w"); /* a parameter without data */
+    put_input(&w, "x", 1, &one, DT_FLOAT32);
+    put_output(&w, "y");
+    model_end(&w, g);
+    expect_build_error(SL_ERR_FORMAT, "tensor 'g:w' of shape [4611686018427387904,4] has more");
+
+    g = model_begin(&w);
+    node_end(&w, node_begin(&w, "ReLU", "y", 1, "x"));
+    put_input(&w, "x", 2, huge, DT_FLOAT32);
+    put_output(&w, "y");
+    model_end(&w, g);
+    expect_build_error(SL_ERR_FORMAT, "graph input 'x': a tensor of shape");
+
+    g = model_begin(&w); /* the known dims of a dynamic shape count too */
+    node_end(&w, node_begin(&w, "ReLU", "y", 1, "x"));
+    put_input(&w, "x", 3, dyn, DT_FLOAT32);
+    put_output(&w, "y");
+    model_end(&w, g);
+    expect_build_error(SL_ERR_FORMAT, "more than 576460752303423487 elements");
+}
+
+static int setup_all(void **state)
+{
+    int rc = setup(state);
+    snprintf(model_path, sizeof model_path, "%s/m.mindir", tmp_root);
+    return rc;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shape_too_large),
+    };
+    return cmocka_run_group_tests(tests, setup_all, teardown);
+}
