@@ -145,6 +145,33 @@ static void test_shape_too_large(void **state)
     expect_build_error(SL_ERR_FORMAT, "more than 576460752303423487 elements");
 }
 
+/* A constant's buffer is allocated only once its data is known to fill it: a 4 TiB parameter
+ * with no data, or with one typed value, fails without asking for 4 TiB. */
+static void test_constant_data_checked_before_allocation(void **state)
+{
+    (void)state;
+    const int64_t one = 1, huge = (int64_t)1 << 40;
+    for (int typed = 0; typed < 2; typed++) {
+        sl_pbw w;
+        size_t g = model_begin(&w);
+        node_end(&w, node_begin(&w, "Add", "y", 2, "x", "g:w"));
+        size_t t = sl_pbw_begin(&w);
+        sl_pbw_varint(&w, 1, (uint64_t)huge);
+        sl_pbw_varint(&w, 2, DT_FLOAT32);
+        if (typed) {
+            sl_pbw_fixed32(&w, 3, 0x3f800000u); /* float_data: 1.0f */
+        }
+        sl_pbw_str(&w, 7, "g:w");
+        sl_pbw_end(&w, 3, t);
+        put_input(&w, "x", 1, &one, DT_FLOAT32);
+        put_output(&w, "y");
+        model_end(&w, g);
+        expect_build_error(SL_ERR_FORMAT, typed ? "constant 'g:w': g:w: 1099511627776 elements, "
+                                                  "but the tensor's 19 bytes cannot hold"
+                                                : "constant 'g:w': g:w: tensor has no data");
+    }
+}
+
 static int setup_all(void **state)
 {
     int rc = setup(state);
@@ -156,6 +183,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape_too_large),
+        cmocka_unit_test(test_constant_data_checked_before_allocation),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown);
 }

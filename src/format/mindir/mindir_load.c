@@ -547,16 +547,21 @@ static sl_status tensor_data(loader *L, const tensor_info *t, sl_value *v, const
         v->data = (void *)copy;
         return SL_OK;
     }
+    /* the shape is the file's word: check it against the data before allocating for it */
+    if (!t->n_typed && bytes != 0) {
+        return sl_error(SL_ERR_FORMAT, "%s: tensor has no data", what);
+    }
+    if (t->n_typed && (uint64_t)numel > sl_pb_size(t->msg)) { /* a value takes a byte at least */
+        return sl_error(SL_ERR_FORMAT, "%s: %lld elements, but the tensor's %zu bytes cannot "
+                        "hold as many typed values", what, (long long)numel, sl_pb_size(t->msg));
+    }
     v->owned = alloc_aligned(bytes);
     if (!v->owned) {
         return sl_error(SL_ERR_NOMEM, "%s: out of memory for %zu bytes", what, bytes);
     }
     v->data = v->owned;
     if (!t->n_typed) {
-        if (bytes == 0) {
-            return SL_OK;
-        }
-        return sl_error(SL_ERR_FORMAT, "%s: tensor has no data", what);
+        return SL_OK;
     }
     /* typed repeated fields: re-walk the message and convert each value */
     int wire = t->typed.num == 3 ? SL_PB_FIXED32 : t->typed.num == 10 ? SL_PB_FIXED64 : SL_PB_VARINT;
