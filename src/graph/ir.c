@@ -208,10 +208,24 @@ int64_t sl_value_get_int(const sl_value *v, int64_t i)
     case SL_DTYPE_UINT32: return ((const uint32_t *)d)[i];
     case SL_DTYPE_INT64: return ((const int64_t *)d)[i];
     case SL_DTYPE_UINT64: return (int64_t)((const uint64_t *)d)[i];
-    case SL_DTYPE_FLOAT32: return (int64_t)((const float *)d)[i];
-    case SL_DTYPE_FLOAT64: return (int64_t)((const double *)d)[i];
+    case SL_DTYPE_FLOAT32: return sl_int64_from_double(((const float *)d)[i]);
+    case SL_DTYPE_FLOAT64: return sl_int64_from_double(((const double *)d)[i]);
     default: return 0;
     }
+}
+
+int64_t sl_int64_from_double(double d)
+{
+    if (d != d) {
+        return 0;
+    }
+    if (d <= -0x1p63) {
+        return INT64_MIN;
+    }
+    if (d >= 0x1p63) {
+        return INT64_MAX;
+    }
+    return (int64_t)d;
 }
 
 double sl_value_get_float(const sl_value *v, int64_t i)

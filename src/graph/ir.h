@@ -103,9 +103,13 @@ int sl_shape_equal(const sl_shape *a, const sl_shape *b);
 size_t sl_value_bytes(const sl_value *v);      /* numel * dtype size; 0 if unknown */
 /* True when v's data can be read at infer time (constants, folded values, or while running). */
 int sl_value_known(const sl_op_call *call, const sl_value *v);
-/* Reads element i of a known integer or floating tensor as int64 / double. */
+/* Reads element i of a known integer or floating tensor as int64 / double (floats to int64 as
+ * sl_int64_from_double converts them). */
 int64_t sl_value_get_int(const sl_value *v, int64_t i);
 double sl_value_get_float(const sl_value *v, int64_t i);
+/* A double as int64 without undefined behaviour: truncated toward zero, NaN gives 0, values
+ * beyond int64's range saturate (file numbers meant as integers may be any float). */
+int64_t sl_int64_from_double(double d);
 /* Formats a shape as "[1,3,224,224]" into buf. */
 const char *sl_shape_str(const sl_shape *s, char *buf, size_t n);
 

@@ -97,6 +97,21 @@ static void node_end(sl_pbw *w, size_t n)
     sl_pbw_end(w, 1, n);
 }
 
+/* A Constant node `out` holding a 0-d float32 tensor of value x. */
+static void put_float_constant(sl_pbw *w, const char *out, float x)
+{
+    size_t n = node_begin(w, "Constant", out, 0);
+    size_t a = sl_pbw_begin(w);
+    sl_pbw_str(w, 1, "value");
+    size_t t = sl_pbw_begin(w);
+    sl_pbw_varint(w, 2, DT_FLOAT32);
+    sl_pbw_bytes(w, 9, &x, sizeof x);
+    sl_pbw_end(w, 6, t);
+    sl_pbw_varint(w, 16, 17); /* AttributeProto.type: TENSOR */
+    sl_pbw_end(w, 5, a);
+    node_end(w, n);
+}
+
 /* ---- checks ---- */
 
 /* Building model_path fails with st and a message holding `needle`. */
@@ -172,6 +187,55 @@ static void test_constant_data_checked_before_allocation(void **state)
     }
 }
 
+/* Floats where integers are meant (an attribute, an attribute passed as a constant input, a
+ * TupleGetItem index) convert without undefined behaviour: out-of-range values saturate and
+ * then fail the range checks, NaN gives 0. */
+static void test_float_as_integer(void **state)
+{
+    (void)state;
+    const int64_t dims[] = {1, 2};
+    const uint32_t flatten_axis[] = {0x7149f2cau /* 1e30f */, 0x7fc00000u /* NaN */};
+    for (int k = 0; k < 2; k++) {
+        sl_pbw w;
+        size_t g = model_begin(&w);
+        size_t n = node_begin(&w, "Flatten", "y", 1, "x");
+        size_t a = sl_pbw_begin(&w);
+        sl_pbw_str(&w, 1, "axis");
+        sl_pbw_fixed32(&w, 2, flatten_axis[k]); /* AttributeProto.f */
+        sl_pbw_end(&w, 5, a);
+        node_end(&w, n);
+        put_input(&w, "x", 2, dims, DT_FLOAT32);
+        put_output(&w, "y");
+        model_end(&w, g);
+        if (k == 0) {
+            expect_build_error(SL_ERR_SHAPE, "axis 9223372036854775807 is out of range");
+        } else { /* axis 0: [1, 2] flattens to [1, 2] */
+            sl_model *m = NULL;
+            assert_int_equal(sl_model_build_from_file(model_path, NULL, &m), SL_OK);
+            assert_int_equal(sl_tensor_dim(sl_model_output(m, 0), 0), 1);
+            sl_model_destroy(m);
+        }
+    }
+
+    sl_pbw w; /* Softmax's axis as a constant input */
+    size_t g = model_begin(&w);
+    put_float_constant(&w, "c", -1e30f);
+    node_end(&w, node_begin(&w, "Softmax", "y", 2, "x", "c"));
+    put_input(&w, "x", 2, dims, DT_FLOAT32);
+    put_output(&w, "y");
+    model_end(&w, g);
+    expect_build_error(SL_ERR_SHAPE, "axis -9223372036854775808 is out of range");
+
+    g = model_begin(&w);
+    node_end(&w, node_begin(&w, "MakeTuple", "t", 2, "x", "x"));
+    put_float_constant(&w, "c", 1e30f);
+    node_end(&w, node_begin(&w, "TupleGetItem", "y", 2, "t", "c"));
+    put_input(&w, "x", 2, dims, DT_FLOAT32);
+    put_output(&w, "y");
+    model_end(&w, g);
+    expect_build_error(SL_ERR_FORMAT, "TupleGetItem index 9223372036854775807 out of range");
+}
+
 static int setup_all(void **state)
 {
     int rc = setup(state);
@@ -184,6 +248,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shape_too_large),
         cmocka_unit_test(test_constant_data_checked_before_allocation),
+        cmocka_unit_test(test_float_as_integer),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown);
 }

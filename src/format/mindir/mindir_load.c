@@ -295,7 +295,7 @@ static sl_status attr_numbers(const attr *a, int as_float, int64_t *ints, double
             if (as_float) {
                 dbls[*n] = d;
             } else {
-                ints[*n] = wire == SL_PB_VARINT ? (int64_t)u : (int64_t)d;
+                ints[*n] = wire == SL_PB_VARINT ? (int64_t)u : sl_int64_from_double(d);
             }
             (*n)++;
         }
@@ -304,7 +304,7 @@ static sl_status attr_numbers(const attr *a, int as_float, int64_t *ints, double
         if (as_float) {
             dbls[0] = a->has_f ? a->f : (double)a->i;
         } else {
-            ints[0] = a->has_i ? a->i : (int64_t)a->f;
+            ints[0] = a->has_i ? a->i : sl_int64_from_double(a->f);
         }
         *n = 1;
     }
