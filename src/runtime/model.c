@@ -3,6 +3,7 @@
 #include "backend/cpu/gemm.h"
 #include "comm/comm.h"
 #include "core/cpus.h"
+#include "graph/shape_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,13 +171,24 @@ static sl_status node_error(const sl_node *n, sl_status st)
     return sl_error_wrap(st, "node '%s' (%s)", n->name, sl_op_get(n->op)->name);
 }
 
-/* Checks infer's results: every output typed and with non-negative dims. */
+/* Checks infer's results: every output typed, with non-negative dims and at most SL_MAX_NUMEL
+ * elements (e.g. broadcasting [n, 1] with [1, n] squares n: sizes must not overflow). */
 static sl_status check_outputs(const sl_op_call *call)
 {
     for (int k = 0; k < call->n_out; k++) {
         const sl_value *v = call->out[k];
-        if (sl_dtype_size(v->dtype) == 0 || sl_shape_numel(&v->shape) < 0) {
+        int known = v->shape.rank >= 0 && v->shape.rank <= SL_MAX_DIMS;
+        for (int i = 0; known && i < v->shape.rank; i++) {
+            known = v->shape.dims[i] >= 0;
+        }
+        if (sl_dtype_size(v->dtype) == 0 || !known) {
             return sl_error(SL_ERR_INTERNAL, "output %d was not inferred", k);
+        }
+        int64_t n;
+        if (!sl_shape_numel_checked(&v->shape, &n)) {
+            char buf[160];
+            return sl_error(SL_ERR_SHAPE, "output %d of shape %s has more than %lld elements", k,
+                            sl_shape_str(&v->shape, buf, sizeof buf), (long long)SL_MAX_NUMEL);
         }
     }
     return SL_OK;

@@ -236,6 +236,23 @@ static void test_float_as_integer(void **state)
     expect_build_error(SL_ERR_FORMAT, "TupleGetItem index 9223372036854775807 out of range");
 }
 
+/* An inferred shape past SL_MAX_NUMEL fails the build: broadcasting [2**40, 1] with [1, 2**40]
+ * gives 2**80 elements, which overflowed int64 when counted. */
+static void test_inferred_shape_too_large(void **state)
+{
+    (void)state;
+    const int64_t col[] = {(int64_t)1 << 40, 1}, row[] = {1, (int64_t)1 << 40};
+    sl_pbw w;
+    size_t g = model_begin(&w);
+    node_end(&w, node_begin(&w, "Add", "y", 2, "a", "b"));
+    put_input(&w, "a", 2, col, DT_FLOAT32);
+    put_input(&w, "b", 2, row, DT_FLOAT32);
+    put_output(&w, "y");
+    model_end(&w, g);
+    expect_build_error(SL_ERR_SHAPE, "node 'y' (Add): output 0 of shape "
+                                     "[1099511627776,1099511627776] has more than");
+}
+
 static int setup_all(void **state)
 {
     int rc = setup(state);
@@ -249,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_shape_too_large),
         cmocka_unit_test(test_constant_data_checked_before_allocation),
         cmocka_unit_test(test_float_as_integer),
+        cmocka_unit_test(test_inferred_shape_too_large),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown);
 }
