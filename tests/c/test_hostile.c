@@ -253,6 +253,51 @@ static void test_inferred_shape_too_large(void **state)
                                      "[1099511627776,1099511627776] has more than");
 }
 
+/* Prepends a varint to buf[*at..]. */
+static void prepend_varint(uint8_t *buf, size_t *at, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (uint8_t)(v & 0x7f) | (v >= 0x80 ? 0x80 : 0);
+        v >>= 7;
+    } while (v);
+    *at -= n;
+    memcpy(buf + *at, tmp, n);
+}
+
+/* A Constant's tuple value nesting 200000 one-item tuples around the number 1 (1 MB): reading
+ * it recursed once per level and overflowed the stack. */
+static void test_deeply_nested_tuple(void **state)
+{
+    (void)state;
+    enum { DEPTH = 200000 };
+    size_t cap = (size_t)DEPTH * 8 + 64, at = cap;
+    uint8_t *buf = malloc(cap);
+    assert_non_null(buf);
+    /* built from the inside out: the innermost AttributeProto {i: 1, type: INT64} */
+    const uint8_t inner[] = {0x18, 0x01, 0x80, 0x01, 0x07};
+    at -= sizeof inner;
+    memcpy(buf + at, inner, sizeof inner);
+    for (int i = 0; i < DEPTH; i++) { /* wrap it: {values (17): it} */
+        prepend_varint(buf, &at, cap - at);
+        prepend_varint(buf, &at, 17 << 3 | SL_PB_LEN);
+    }
+    const uint8_t head[] = {0x0a, 5, 'v', 'a', 'l', 'u', 'e', 0x80, 0x01, 20}; /* name, TUPLE */
+    at -= sizeof head;
+    memcpy(buf + at, head, sizeof head);
+
+    sl_pbw w;
+    size_t g = model_begin(&w);
+    size_t n = node_begin(&w, "Constant", "c", 0);
+    sl_pbw_bytes(&w, 5, buf + at, cap - at);
+    node_end(&w, n);
+    put_output(&w, "c");
+    model_end(&w, g);
+    free(buf);
+    expect_build_error(SL_ERR_FORMAT, "node 'c' (Constant): attribute: tuples nested more than");
+}
+
 static int setup_all(void **state)
 {
     int rc = setup(state);
@@ -267,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_constant_data_checked_before_allocation),
         cmocka_unit_test(test_float_as_integer),
         cmocka_unit_test(test_inferred_shape_too_large),
+        cmocka_unit_test(test_deeply_nested_tuple),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown);
 }

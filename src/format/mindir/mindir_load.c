@@ -234,10 +234,15 @@ static sl_status attr_parse(sl_pb msg, attr *a)
     }
 }
 
+/* How deep a tuple item may itself be a (one-item) tuple: the file sets the depth of
+ * attr_numbers' recursion, so it is bounded. */
+#define MAX_TUPLE_DEPTH 8
+
 /* Collects numbers from an attribute: scalar i/f, repeated ints/floats/doubles, or a tuple's
- * values[] (each a scalar attribute). as_float selects doubles, else int64s. */
-static sl_status attr_numbers(const attr *a, int as_float, int64_t *ints, double *dbls, int max,
-                              int *n)
+ * values[] (each a scalar attribute). as_float selects doubles, else int64s. depth: how many
+ * tuples hold this one. */
+static sl_status attr_numbers_at(const attr *a, int as_float, int64_t *ints, double *dbls,
+                                 int max, int *n, int depth)
 {
     *n = 0;
     sl_pb m = a->msg;
@@ -256,12 +261,16 @@ static sl_status attr_numbers(const attr *a, int as_float, int64_t *ints, double
         } else if (f.num == 9) {
             wire = SL_PB_FIXED64;
         } else if (f.num == 17 && f.wire == SL_PB_LEN) {
+            if (depth >= MAX_TUPLE_DEPTH) {
+                return sl_error(SL_ERR_FORMAT, "attribute: tuples nested more than %d deep",
+                                MAX_TUPLE_DEPTH);
+            }
             attr sub;
             SL_TRY(attr_parse(f.bytes, &sub));
             int k;
-            int64_t si;
-            double sd;
-            SL_TRY(attr_numbers(&sub, as_float, &si, &sd, 1, &k));
+            int64_t si = 0;
+            double sd = 0;
+            SL_TRY(attr_numbers_at(&sub, as_float, &si, &sd, 1, &k, depth + 1));
             if (k != 1) {
                 return sl_error(SL_ERR_FORMAT, "attribute: a tuple item is not a number");
             }
@@ -309,6 +318,12 @@ static sl_status attr_numbers(const attr *a, int as_float, int64_t *ints, double
         *n = 1;
     }
     return SL_OK;
+}
+
+static sl_status attr_numbers(const attr *a, int as_float, int64_t *ints, double *dbls, int max,
+                              int *n)
+{
+    return attr_numbers_at(a, as_float, ints, dbls, max, n, 0);
 }
 
 /* The attribute's string: s, or strings[0]. */
