@@ -6,6 +6,7 @@
 #include "comm/comm.h"
 #include "core/status.h"
 #include "format/mindir/mindir.h"
+#include "graph/shape_util.h"
 #include "runtime/model.h"
 
 #ifndef SL_VERSION
@@ -124,11 +125,19 @@ sl_status sl_model_resize(sl_model *m, size_t n_inputs, const int64_t *const *di
             return sl_error(SL_ERR_SHAPE, "resize: input '%s' has rank %d, got %zu dims", v->name,
                             v->shape.rank, ranks[i]);
         }
+        sl_shape s = {.rank = v->shape.rank};
         for (size_t k = 0; k < ranks[i]; k++) {
             if (dims[i][k] < 0 || dims[i][k] > ((int64_t)1 << 40)) {
                 return sl_error(SL_ERR_SHAPE, "resize: input '%s' dim %zu = %lld is invalid",
                                 v->name, k, (long long)dims[i][k]);
             }
+            s.dims[k] = dims[i][k];
+        }
+        int64_t numel;
+        if (!sl_shape_numel_checked(&s, &numel)) { /* dims of 2**40 multiply past int64 */
+            char buf[160];
+            return sl_error(SL_ERR_SHAPE, "resize: input '%s' shape %s has more than %lld elements",
+                            v->name, sl_shape_str(&s, buf, sizeof buf), (long long)SL_MAX_NUMEL);
         }
     }
     sl_shape *old = malloc(sizeof *old * (n_inputs ? n_inputs : 1));

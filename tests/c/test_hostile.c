@@ -357,6 +357,32 @@ static void test_nodes_out_of_order(void **state)
     expect_build_error(SL_ERR_FORMAT, "node 'b' uses input 'a', which depends on it (a cycle)");
 }
 
+/* resize checks the element count of the shapes it is given, not only each dim (at most
+ * 2**40): three dims of 2**40 overflowed int64 when counted. */
+static void test_resize_too_large(void **state)
+{
+    (void)state;
+    const int64_t dyn[] = {-1, -1, -1}, big[] = {(int64_t)1 << 40, (int64_t)1 << 40, 1 << 20};
+    sl_pbw w;
+    size_t g = model_begin(&w);
+    node_end(&w, node_begin(&w, "ReLU", "y", 1, "x"));
+    put_input(&w, "x", 3, dyn, DT_FLOAT32);
+    put_output(&w, "y");
+    model_end(&w, g);
+    sl_model *m = NULL;
+    assert_int_equal(sl_model_build_from_file(model_path, NULL, &m), SL_OK);
+    const int64_t *dims[] = {big};
+    const size_t ranks[] = {3};
+    assert_int_equal(sl_model_resize(m, 1, dims, ranks), SL_ERR_SHAPE);
+    assert_non_null(strstr(sl_last_error(), "resize: input 'x' shape "
+                                            "[1099511627776,1099511627776,1048576] has more"));
+    const int64_t fine[] = {2, 3, 4};
+    dims[0] = fine;
+    assert_int_equal(sl_model_resize(m, 1, dims, ranks), SL_OK);
+    assert_int_equal(sl_tensor_element_count(sl_model_output(m, 0)), 24);
+    sl_model_destroy(m);
+}
+
 static int setup_all(void **state)
 {
     int rc = setup(state);
@@ -373,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_inferred_shape_too_large),
         cmocka_unit_test(test_deeply_nested_tuple),
         cmocka_unit_test(test_nodes_out_of_order),
+        cmocka_unit_test(test_resize_too_large),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown);
 }
