@@ -237,31 +237,35 @@ static int by_size_desc(const void *a, const void *b)
 }
 
 /* Greedy by size: each buffer goes at the lowest offset that no buffer live at the same time
- * overlaps. Returns the arena size. */
-static size_t place_buffers(buffer *b, int n)
+ * overlaps. Sets the arena size; returns 0 when an offset would pass SIZE_MAX (sizes come from
+ * the model: 16 live buffers of 2**61 bytes wrapped around to a plan of overlapping buffers). */
+static int place_buffers(buffer *b, int n, size_t *total)
 {
     qsort(b, (size_t)n, sizeof *b, by_size_desc);
-    size_t total = 0;
+    *total = 0;
     for (int i = 0; i < n; i++) {
-        size_t off = 0;
+        size_t off = 0, end = b[i].size;
         for (int again = 1; again;) {
             again = 0;
             for (int j = 0; j < i; j++) {
                 if (b[j].last < b[i].first || b[i].last < b[j].first) {
                     continue;
                 }
-                if (off < b[j].offset + b[j].size && b[j].offset < off + b[i].size) {
+                if (off < b[j].offset + b[j].size && b[j].offset < end) {
                     off = b[j].offset + b[j].size;
+                    if (__builtin_add_overflow(off, b[i].size, &end)) {
+                        return 0;
+                    }
                     again = 1;
                 }
             }
         }
         b[i].offset = off;
-        if (off + b[i].size > total) {
-            total = off + b[i].size;
+        if (end > *total) {
+            *total = end;
         }
     }
-    return total;
+    return 1;
 }
 
 static sl_status plan_arena(struct sl_model *m)
@@ -315,10 +319,17 @@ static sl_status plan_arena(struct sl_model *m)
             b->slot = &m->scratch[i];
         }
     }
-    size_t total = place_buffers(bufs, n_buf);
+    size_t total;
+    int placed = place_buffers(bufs, n_buf, &total);
     free(m->arena);
     m->arena = NULL;
     m->arena_bytes = 0;
+    if (!placed) {
+        free(bufs);
+        free(last_use);
+        return sl_error(SL_ERR_NOMEM, "model: the activation arena would exceed %zu bytes",
+                        (size_t)SIZE_MAX);
+    }
     if (posix_memalign(&m->arena, ARENA_ALIGN, total ? total : ARENA_ALIGN) != 0) {
         m->arena = NULL;
         free(bufs);

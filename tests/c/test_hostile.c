@@ -383,6 +383,31 @@ static void test_resize_too_large(void **state)
     sl_model_destroy(m);
 }
 
+/* The arena's offsets may not wrap around: 8 float64 inputs of 2**58 elements and their 8 ReLU
+ * results (16 live buffers of 2**61 bytes) planned a 7 * 2**61-byte arena of overlapping
+ * buffers. */
+static void test_arena_size_overflow(void **state)
+{
+    (void)state;
+    const int64_t dims = (int64_t)1 << 58;
+    sl_pbw w;
+    size_t g = model_begin(&w);
+    for (int i = 0; i < 8; i++) {
+        char x[8], y[8];
+        snprintf(x, sizeof x, "x%d", i);
+        snprintf(y, sizeof y, "y%d", i);
+        node_end(&w, node_begin(&w, "ReLU", y, 1, x));
+        put_input(&w, x, 1, &dims, DT_FLOAT64);
+    }
+    for (int i = 0; i < 8; i++) {
+        char y[8];
+        snprintf(y, sizeof y, "y%d", i);
+        put_output(&w, y);
+    }
+    model_end(&w, g);
+    expect_build_error(SL_ERR_NOMEM, "model: the activation arena would exceed");
+}
+
 static int setup_all(void **state)
 {
     int rc = setup(state);
@@ -400,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_deeply_nested_tuple),
         cmocka_unit_test(test_nodes_out_of_order),
         cmocka_unit_test(test_resize_too_large),
+        cmocka_unit_test(test_arena_size_overflow),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown);
 }
