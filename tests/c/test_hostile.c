@@ -125,8 +125,8 @@ static void expect_build_error(sl_status st, const char *needle)
         sl_model_destroy(m);
     }
     if (got != st || !strstr(sl_last_error(), needle)) {
-        fail_msg("got %s '%s', expected %s with '%s'", sl_status_name(got), sl_last_error(),
-                 sl_status_name(st), needle);
+        fail_msg("got %s '%s', expected %s with '%s'", sl_status_name(got),
+                 got == SL_OK ? "" : sl_last_error(), sl_status_name(st), needle);
     }
     assert_null(m);
 }
@@ -408,6 +408,53 @@ static void test_arena_size_overflow(void **state)
     expect_build_error(SL_ERR_NOMEM, "model: the activation arena would exceed");
 }
 
+/* MakeTuple of 256 copies of the previous level, `levels` deep over `leaf`, as the output. */
+static void write_tuple_fanout(int levels, const char *leaf, int leaf_is_none)
+{
+    const int64_t one = 1;
+    sl_pbw w;
+    size_t g = model_begin(&w);
+    if (leaf_is_none) {
+        size_t n = node_begin(&w, "Constant", leaf, 0);
+        size_t a = sl_pbw_begin(&w);
+        sl_pbw_str(&w, 1, "value");
+        sl_pbw_varint(&w, 16, 25); /* AttributeProto.type: NONE */
+        sl_pbw_end(&w, 5, a);
+        node_end(&w, n);
+    }
+    char prev[16], name[16];
+    snprintf(prev, sizeof prev, "%s", leaf);
+    for (int l = 0; l < levels; l++) {
+        snprintf(name, sizeof name, "t%d", l);
+        size_t n = node_begin(&w, "MakeTuple", name, 0);
+        for (int i = 0; i < 256; i++) {
+            sl_pbw_str(&w, 1, prev);
+        }
+        node_end(&w, n);
+        snprintf(prev, sizeof prev, "%s", name);
+    }
+    put_input(&w, "x", 1, &one, DT_FLOAT32);
+    put_output(&w, prev);
+    model_end(&w, g);
+}
+
+/* Flattening the graph outputs walks at most 65536 items: tuples of 256 copies of the level
+ * below, 3 levels deep (a 3 KB file), gave 2**24 outputs; 5 levels asked for 2**40 (4 TiB of
+ * output indices); tuples of None took as long with no output at all. */
+static void test_output_tuple_fanout(void **state)
+{
+    (void)state;
+    write_tuple_fanout(3, "x", 0);
+    expect_build_error(SL_ERR_UNSUPPORTED, "graph output 't2': graph outputs of more than 65536");
+    write_tuple_fanout(8, "none", 1);
+    expect_build_error(SL_ERR_UNSUPPORTED, "graph output 't7': graph outputs of more than 65536");
+    write_tuple_fanout(1, "x", 0); /* 256 outputs are fine */
+    sl_model *m = NULL;
+    assert_int_equal(sl_model_build_from_file(model_path, NULL, &m), SL_OK);
+    assert_int_equal(sl_model_output_count(m), 256);
+    sl_model_destroy(m);
+}
+
 static int setup_all(void **state)
 {
     int rc = setup(state);
@@ -426,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_nodes_out_of_order),
         cmocka_unit_test(test_resize_too_large),
         cmocka_unit_test(test_arena_size_overflow),
+        cmocka_unit_test(test_output_tuple_fanout),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown);
 }

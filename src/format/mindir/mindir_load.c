@@ -22,6 +22,9 @@ enum {
 
 static const uint32_t encrypted_magics[] = {0x7F3A5ED8u, 0x7F3A5ED9u, 0x7F3A5EDAu};
 #define MAX_TUPLE_ITEMS 4096
+/* The graph outputs are the tensors of (nested) tuples, flattened: at most this many items are
+ * walked in all, since tuples sharing items multiply (8 levels of 256 items: 2**64). */
+#define MAX_OUTPUT_ITEMS 65536
 
 sl_dtype sl_mindir_dtype(int64_t t)
 {
@@ -158,6 +161,7 @@ typedef struct loader {
     name_map graphs;     /* function graph names, to recognise calls */
     ext_file *ext;
     int n_ext;
+    int output_items;    /* items walked flattening the graph outputs */
 } loader;
 
 static sl_status add_ref(loader *L, ref r, int *out)
@@ -1348,6 +1352,10 @@ static sl_status add_graph_input(loader *L, sl_pb msg)
 static sl_status add_output_ref(loader *L, int r, int depth)
 {
     const ref *x = &L->refs[r];
+    if (++L->output_items > MAX_OUTPUT_ITEMS) {
+        return sl_error(SL_ERR_UNSUPPORTED, "graph outputs of more than %d tensors and tuple items",
+                        MAX_OUTPUT_ITEMS);
+    }
     if (x->kind == REF_TUPLE) {
         if (depth > 8) {
             return sl_error(SL_ERR_UNSUPPORTED, "graph output tuples nested too deep");
@@ -1528,7 +1536,11 @@ static sl_status load_graph(loader *L, sl_pb graph)
                             (int)sl_pb_size(name), name.p ? (const char *)name.p : "");
         }
         int first = L->g->n_outputs;
-        SL_TRY(add_output_ref(L, r, 0));
+        st = add_output_ref(L, r, 0);
+        if (st != SL_OK) {
+            return sl_error_wrap(st, "graph output '%.*s'", (int)sl_pb_size(name),
+                                 (const char *)name.p);
+        }
         SL_TRY(declare_outputs(L, f.bytes, first));
     }
     if (L->g->n_outputs == 0) {
