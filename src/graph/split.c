@@ -447,6 +447,9 @@ static int transfer_gather(plan *P, int i, const layout *eff)
         P->lay[n->out[0]] = (layout){.kind = L_PARTIAL};
         return use_const(P, n->in[0], shard(0, i, 1, 1), ROLE_VOCAB);
     }
+    if (eff[0].kind != L_SHARD) {
+        return T_UNSUP; /* an activation table, not sharded: the caller replicates */
+    }
     int axis;
     const sl_value *x = val(P, n->in[0]);
     if (!sl_axis_normalize(sl_value_get_int(val(P, n->in[2]), 0), x->shape.rank, &axis) ||

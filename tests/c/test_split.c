@@ -236,6 +236,49 @@ static void test_rules(void **state)
     assert_int_equal(sl_split_model(path, 0, out, NULL, NULL, 0, 0, &r), SL_ERR_INVALID_ARG);
 }
 
+/* Gather from an activation table (a graph input) that nothing shards: replicated. Its layout
+ * was made a shard with the replicated layout's zero mul and div: a division by zero (SIGFPE)
+ * in gcd reduction. */
+static void test_gather_activation_table(void **state)
+{
+    (void)state;
+    char path[256], out[256];
+    snprintf(path, sizeof path, "%s/gather.mindir", tmp_root);
+    snprintf(out, sizeof out, "%s/gather", tmp_root);
+    sl_graph *g;
+    assert_int_equal(sl_graph_create(&g), SL_OK);
+    g->name = strdup("g");
+    sl_shape ts = {.rank = 2, .dims = {4, 3}}, is = {.rank = 1, .dims = {2}}, as = {0};
+    int in[3], y = add_act(g, "y");
+    assert_int_equal(sl_graph_add_value(g, "g:x", SL_DTYPE_FLOAT32, &ts, SL_VALUE_INPUT, &in[0]),
+                     SL_OK);
+    assert_int_equal(sl_graph_add_value(g, "g:i", SL_DTYPE_INT32, &is, SL_VALUE_INPUT, &in[1]),
+                     SL_OK);
+    assert_int_equal(sl_graph_add_value(g, "axis", SL_DTYPE_INT64, &as, SL_VALUE_CONST, &in[2]),
+                     SL_OK);
+    int64_t *axis = malloc(sizeof *axis);
+    assert_non_null(axis);
+    *axis = 1; /* (axis 0 matched the replicated layout's axis field 0: not reached) */
+    g->values[in[2]].data = g->values[in[2]].owned = axis;
+    sl_params p;
+    memset(&p, 0, sizeof p);
+    assert_int_equal(sl_graph_add_node(g, SL_OP_GATHER, "gather", in, 3, &y, 1, &p, NULL), SL_OK);
+    g->inputs = malloc(2 * sizeof(int));
+    g->inputs[0] = in[0];
+    g->inputs[1] = in[1];
+    g->n_inputs = 2;
+    g->outputs = malloc(sizeof(int));
+    g->outputs[0] = y;
+    g->n_outputs = 1;
+    assert_int_equal(sl_mindir_save(g, path, 0), SL_OK);
+    sl_graph_destroy(g);
+    sl_split_report *r;
+    assert_int_equal(sl_split_model(path, 2, out, NULL, NULL, 0, 0, &r), SL_OK);
+    assert_int_equal(sl_split_report_all_reduces(r), 0);
+    assert_int_equal(sl_split_report_all_gathers(r), 0);
+    sl_split_report_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_uneven_pair),
         cmocka_unit_test(test_replicate_fallback),
         cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_gather_activation_table),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
