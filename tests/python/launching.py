@@ -118,21 +118,25 @@ def shm_entries(job):
 
 
 # Stands in for ssh under mpirun: drops ssh's options and the host's name and runs the command
-# (Open MPI's daemon for that "host") here.
+# (Open MPI's daemon for that "host") here, with a temporary folder of the host's own.
 FAKE_SSH = """#!/bin/bash
 while [[ "$1" == -* ]]; do shift; done
+export TMPDIR="%s/tmp-$1"
 shift
+mkdir -p "$TMPDIR"
 exec bash -c "$*"
 """
 
 
 def two_hosts(folder, n):
     """mpirun arguments that run n ranks as if on two hosts, n / 2 on each: Open MPI starts a
-    daemon per host through FAKE_SSH and joins the ranks over TCP (on the loopback device). Its
-    shared-memory transport is left out: the two hosts' daemons, on one machine under one host
-    name, would give their ranks the same segment names (a crash in mca_btl_vader)."""
+    daemon per host through FAKE_SSH and joins the ranks over TCP (on the loopback device). The
+    two hosts' daemons run on one machine under one host name: each gets a temporary folder of
+    its own (where it writes its session files: in the same one, they wrote hwloc's topology
+    into the same file, a crash now and then), and Open MPI's shared-memory transport is left out
+    (they would give their ranks the same segment names in /dev/shm: a crash in mca_btl_vader)."""
     ssh, hostfile = folder / "fake_ssh", folder / "hosts"
-    ssh.write_text(FAKE_SSH)
+    ssh.write_text(FAKE_SSH % folder)
     ssh.chmod(0o755)
     hostfile.write_text("host-a slots=%d\nhost-b slots=%d\n" % (n // 2, n - n // 2))
     return ["--mca", "plm_rsh_agent", str(ssh), "--mca", "btl", "self,tcp",
