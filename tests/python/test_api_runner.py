@@ -111,7 +111,8 @@ def heavy_path(tmp_path_factory):
 
 def test_runner_workers_num_respected(mslite, heavy_path):
     """Two workers serve two calling threads at once (bound relative to what the noisy 2-core
-    machine gives GIL-free work right now); one worker serves them in turn."""
+    machine gives GIL-free work right then: each try is paired with a measure of the machine
+    taken just after it); one worker serves them in turn."""
     path, x, want = heavy_path
     runners = {}
     for workers in (1, 2):
@@ -130,7 +131,7 @@ def test_runner_workers_num_respected(mslite, heavy_path):
         if two[-1] < 0.8:
             break
     one = [concurrency_ratio(calls(runners[1]), 3) for _ in range(2)]
-    assert min(two) < max(0.8, min(machine) + 0.15), (two, machine, one)
+    assert any(t < max(0.8, m + 0.15) for t, m in zip(two, machine)), (two, machine, one)
     assert max(one) > 0.85, (two, machine, one)
 
 
