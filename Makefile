@@ -34,7 +34,7 @@ build: deps
 
 build-asan: deps
 	cmake -S . -B build-asan $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Debug -DSL_SANITIZE=ON \
-	  -DCMAKE_C_COMPILER=clang
+	  -DSL_BUILD_FUZZ=ON -DCMAKE_C_COMPILER=clang
 	cmake --build build-asan -j $(JOBS)
 
 python: deps
