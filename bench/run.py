@@ -214,8 +214,9 @@ def bench_allreduce(mslite, s, tmp):
 def _tp_probe(model, ranks, threads, runs, folder, tag, batches, copies=1):
     """Runs tp_probe.py as `ranks` rank processes (or `copies` independent processes of one
     rank each, model "{copy}" replaced by the copy's number), bound to CPUs as `shardlite
-    launch` binds them, starting each batch's timed calls in all of them at once; returns the
-    first process's {batch: seconds}."""
+    launch` binds them, starting each batch's timed calls in all of them at once; returns
+    {batch: seconds}: of each call, the slowest process's time (the ranks of a job wait for
+    each other in every call anyway; independent copies would, were they a job)."""
     from shardlite.launch import cpu_blocks
 
     def start(r):  # process r: rank r of one job, or copy r (saving its outputs apart)
@@ -252,7 +253,8 @@ def _tp_probe(model, ranks, threads, runs, folder, tag, batches, copies=1):
     outs = [p.communicate(timeout=600)[0] for p in procs]
     if any(p.returncode != 0 for p in procs):
         raise failed()
-    return json.loads(outs[0].strip().splitlines()[-1])["times"]
+    each = [json.loads(out.strip().splitlines()[-1])["times"] for out in outs]
+    return {b: [max(ts) for ts in zip(*(e[b] for e in each))] for b in each[0]}
 
 
 def bench_tp(mslite, s, tmp):
@@ -260,7 +262,8 @@ def bench_tp(mslite, s, tmp):
     one thread each), batch 1 and 32. At batch 1 a rank streams its weights from memory, so the
     speedup is bounded by how memory bandwidth grows with a second reader: the `ceiling` rows
     run each rank's half without its AllReduce, both at once as two independent processes
-    (the same work and memory traffic, no communication and no waiting for each other)."""
+    (the same work and memory traffic, no communication and no waiting for each other; each
+    call counted as the slower of the two, as a job would pay it)."""
     batches = (1, 32)
     weights = models.tp_mlp_weights()
     folder = tempfile.mkdtemp(prefix="tp-", dir=tmp)
