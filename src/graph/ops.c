@@ -19,9 +19,11 @@ static const char *const world_groups[] = {"hccl_world_group", "nccl_world_group
                                            "mccl_world_group", NULL};
 
 #define GROUP_ATTRS                                                                          \
-    {.name = "group", .type = SL_ATTR_GROUP, .offset = P(coll.group), .names = world_groups},  \
-    {.name = "group_ranks", .alias = "group_rank_ids", .type = SL_ATTR_INTS,                   \
-     .offset = P(coll.group_ranks), .count = P(coll.n_group_ranks), .max_count = SL_GROUP_MAX}
+    {.name = "group", .type = SL_ATTR_GROUP, .offset = P(coll.group), .names = world_groups,   \
+     .def = SL_GROUP_ABSENT},                                                                 \
+    {.name = "group_ranks", .alias = "group_rank_ids", .aliased = P(coll.ranks_from_ids),       \
+     .type = SL_ATTR_INTS, .offset = P(coll.group_ranks), .count = P(coll.n_group_ranks),       \
+     .max_count = SL_GROUP_MAX}
 
 static const sl_attr_desc all_reduce_attrs[] = {
     {.name = "op", .type = SL_ATTR_ENUM, .offset = P(coll.op), .names = reduce_ops},

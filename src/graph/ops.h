@@ -72,11 +72,13 @@ typedef struct sl_params_gather {
 } sl_params_gather;
 
 #define SL_GROUP_MAX 64
+#define SL_GROUP_ABSENT (-2) /* sl_params_coll.group: no group attribute */
 
 typedef struct sl_params_coll {
     int64_t op;                               /* sl_reduce: sum, max, min, prod */
-    int64_t group;                            /* 0..2: a world group name, -1: a sub-group */
+    int64_t group; /* 0..2: a world group's name, -1: another name, SL_GROUP_ABSENT: none */
     int64_t group_ranks[SL_GROUP_MAX], n_group_ranks; /* world ranks; empty: the world */
+    int64_t ranks_from_ids; /* group_ranks came from group_rank_ids (see join_group) */
     int64_t rank_size;                        /* the group's size when exported (0: unset) */
     int64_t root_rank;                        /* Broadcast (group rank) */
     int64_t sr_tag, peer;                     /* Send dest_rank / Receive src_rank */
@@ -114,6 +116,7 @@ typedef enum sl_attr_type {
 typedef struct sl_attr_desc {
     const char *name;        /* the MindSpore attribute name */
     const char *alias;       /* read instead when `name` is absent (another version's name) */
+    size_t aliased;          /* > 0: offset of an int64 set to 1 when the alias was read */
     sl_attr_type type;
     size_t offset;           /* in sl_params */
     int max_count;           /* SL_ATTR_INTS */

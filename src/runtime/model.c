@@ -26,13 +26,13 @@ static sl_status join_group(struct sl_model *m, int i)
     const sl_params_coll *p = &n->params.coll;
     int ranks[SL_COMM_MAX_RANKS];
     /* a world group's name means every rank, whatever ranks the file lists (MindSpore's exports
-     * give every op the ranks of its group: group_rank_ids) */
+     * give every op the ranks of its group: group_rank_ids); no group and no ranks: the world */
     int64_t n_ranks = p->group >= 0 ? 0 : p->n_group_ranks;
     if (n_ranks < 0 || n_ranks > SL_COMM_MAX_RANKS) {
         return sl_error(SL_ERR_FORMAT, "node '%s': a group of %lld ranks", n->name,
                         (long long)n_ranks);
     }
-    if (p->group < 0 && n_ranks == 0) {
+    if (p->group == -1 && n_ranks == 0) {
         return sl_error(SL_ERR_FORMAT, "node '%s': a sub-group without its ranks (group_ranks or "
                         "group_rank_ids; only a world group may omit them)", n->name);
     }
@@ -42,16 +42,16 @@ static sl_status join_group(struct sl_model *m, int i)
     const char *op = sl_op_get(n->op)->name;
     sl_rank_info w;
     SL_TRY(sl_comm_world(&w));
-    int every = n_ranks == w.size && w.size > 1;
+    int every = p->ranks_from_ids && n_ranks == w.size && w.size > 1;
     for (int k = 0; every && k < n_ranks; k++) {
         every = ranks[k] == k;
     }
     if (p->group < 0 && every) {
         return sl_error(SL_ERR_FORMAT,
-                        "node '%s' (%s): its sub-group lists every rank: MindSpore names such a "
-                        "group after the world, and lists every rank (group_rank_ids) for a "
-                        "group its parallel pass did not make, whatever its members; give the "
-                        "group's ranks as group_ranks",
+                        "node '%s' (%s): its sub-group's group_rank_ids list every rank: "
+                        "MindSpore names such a group after the world, and lists every rank "
+                        "there for a group its parallel pass did not make, whatever its members; "
+                        "give the group's ranks as group_ranks",
                         n->name, op);
     }
     sl_status st = sl_comm_get(ranks, (int)n_ranks, &m->comms[i]);

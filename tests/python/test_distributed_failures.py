@@ -482,16 +482,19 @@ def test_rank_size_must_match_the_group(tmp_path):
     assert alone.stdout.strip() == "built", alone.stdout + alone.stderr
 
 
-@pytest.mark.parametrize("ranks", [{}, {"group_rank_ids": (np.uint32(0), np.uint32(1))}])
-def test_sub_group_ranks_unknown(tmp_path, ranks):
-    """An AllReduce on a sub-group that lists no ranks, or lists every rank in group_rank_ids
-    (what MindSpore's exports list for a group its parallel pass did not make, whatever its
-    members): the build fails naming the node, rather than reducing over the wrong ranks."""
+@pytest.mark.parametrize("ranks, want", [
+    ({}, "node 'g:AllReduce_1': a sub-group without its ranks (group_ranks or group_rank_ids"),
+    ({"group_rank_ids": (np.uint32(0), np.uint32(1))},
+     "node 'g:AllReduce_1' (AllReduce): its sub-group's group_rank_ids list every rank"),
+    ({"group_ranks": "0-1"}, "built")])
+def test_sub_group_of_every_rank(tmp_path, ranks, want):
+    """An AllReduce on a sub-group named "mine" that lists no ranks, or lists every rank in
+    group_rank_ids (what MindSpore's exports list for a group its parallel pass did not make,
+    whatever its members): the build fails naming the node, rather than reducing over the wrong
+    ranks. Every rank given as group_ranks is meant: it builds."""
     _, _, outs = build_on_two_ranks(tmp_path, dict(ranks, group="mine", op="sum"), "AllReduce")
-    want = ("its sub-group lists every rank" if ranks else
-            "a sub-group without its ranks (group_ranks or group_rank_ids")
     for out in outs:
-        assert "node 'g:AllReduce_1'" in out and want in out, out
+        assert want in out, out
 
 
 RECEIVE = """

@@ -384,14 +384,18 @@ class Job:
             self.unary("sub_allgather", "AllGather", dict(g, rank_size=2), xs,
                        {a: cat, c: cat}, ranks=ranks)
         # as MindSpore's exports give the ranks of a sub-group op that its parallel pass left
-        # without group_ranks: group_rank_ids, a tuple of uint32
+        # without group_ranks: group_rank_ids, a tuple of uint32; and ranks with no group name
         for ranks in ((0, 2), (1, 3)):
             a, c = ranks
             s = rank_order([xs[a], xs[c]], "sum")
             g = {"group": "2-9%d%d" % ranks, "group_rank_ids": tuple(map(np.uint32, ranks))}
             self.unary("sub_allreduce_ids", "AllReduce", dict(g, op="sum"), xs, {a: s, c: s},
                        ranks=ranks)
-        for name in ("sub_allreduce", "sub_allgather", "sub_allreduce_ids"):
+            self.unary("sub_allreduce_unnamed", "AllReduce", {"group_ranks": list(ranks),
+                                                              "op": "sum"},
+                       xs, {a: s, c: s}, ranks=ranks)
+        for name in ("sub_allreduce", "sub_allgather", "sub_allreduce_ids",
+                     "sub_allreduce_unnamed"):
             self.shared.discard(name)  # the same per group only: checked below
 
     # ---- results ----
@@ -468,9 +472,9 @@ def test_op(shm_jobs, n, case):
 
 def test_subgroups(shm_jobs):
     job = shm_jobs[4]
-    job.check(["sub_allreduce", "sub_allgather", "sub_allreduce_ids"])
+    job.check(["sub_allreduce", "sub_allgather", "sub_allreduce_ids", "sub_allreduce_unnamed"])
     # the two groups computed different things: no cross-talk between them
-    for name in ("sub_allreduce", "sub_allreduce_ids"):
+    for name in ("sub_allreduce", "sub_allreduce_ids", "sub_allreduce_unnamed"):
         assert not np.array_equal(job.outputs(name, 0)[0], job.outputs(name, 1)[0])
 
 

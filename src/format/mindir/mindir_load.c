@@ -1020,6 +1020,9 @@ static sl_status emit_op(loader *L, node_msg *nm, sl_op op, sl_pb attrs_msg, uin
         SL_TRY(find_attr(attrs_msg, attrs_field, d->name, &a, &found));
         if (!found && d->alias) {
             SL_TRY(find_attr(attrs_msg, attrs_field, d->alias, &a, &found));
+            if (found && d->aliased) {
+                *(int64_t *)((char *)&params + d->aliased) = 1;
+            }
         }
         if (found) {
             SL_TRY(decode_attr(d, &a, &params));

@@ -527,6 +527,9 @@ static sl_status prim_attrs(sl_pbw *w, const sl_node *n, const sl_attr_desc *ski
             /* a world name (whatever ranks it lists: see join_group in runtime/model.c), or a
              * sub-group named like MindSpore's: "<size>-<hash of ranks>" */
             const sl_params_coll *c = &n->params.coll;
+            if (ints[0] == SL_GROUP_ABSENT && c->n_group_ranks == 0) {
+                break; /* absent reads back the same: the world */
+            }
             if (ints[0] >= 0) {
                 attr_str(w, 3, d->name, d->names[ints[0]]);
                 break;
