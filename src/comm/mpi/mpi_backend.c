@@ -19,8 +19,11 @@
  * since freed; a blocking collective already under way on another thread is the exception),
  * and the process leaves without MPI_Finalize (which would wait for the absent ranks), so that
  * mpirun ends the job; so does a process exiting with a nonzero status (an uncaught Python
- * exception, say). MPI must provide MPI_THREAD_MULTIPLE: the models of a process may run their
- * groups' collectives on several threads at once. */
+ * exception, say). The exception: MPI_Finalize's own wait for the buffered Sends (at_finalize),
+ * which gives up within MPI_Finalize and lets it go on (the Sends read only copies that are never
+ * freed; MPI_Finalize then waits for the other ranks to finalize, as any MPI program's does).
+ * MPI must provide MPI_THREAD_MULTIPLE: the models of a process may run their groups'
+ * collectives on several threads at once. */
 #include <mpi.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -343,6 +346,10 @@ static int poll_sends(void *arg, int *rc)
     pthread_mutex_lock(&sends_mu);
     *rc = test_sends(w, &pieces, &left);
     pthread_mutex_unlock(&sends_mu);
+    if (atomic_load(&exiting) && left) { /* (the receiver may need this CPU) */
+        struct timespec nap = {0, 200000};
+        nanosleep(&nap, NULL);
+    }
     return w->group ? pieces + w->pieces <= SEND_SLOTS : left == 0;
 }
 
@@ -528,9 +535,12 @@ static void *init_main(void *arg)
 static void finalize_at_exit(int status, void *arg)
 {
     (void)arg;
+    if (getpid() != init_pid) {
+        return; /* a forked child: nothing here is its own (sends_mu may be held for good) */
+    }
     stop_progress(); /* whether MPI is finalized or not: no MPI call while the process ends */
-    if (status != 0 || getpid() != init_pid || !atomic_load(&init_done) ||
-        init_rc != MPI_SUCCESS || atomic_load(&gave_up)) {
+    if (status != 0 || !atomic_load(&init_done) || init_rc != MPI_SUCCESS ||
+        atomic_load(&gave_up)) {
         return;
     }
     pthread_mutex_lock(&state_mu);
