@@ -46,7 +46,7 @@ static sl_status join_group(struct sl_model *m, int i)
     for (int k = 0; every && k < n_ranks; k++) {
         every = ranks[k] == k;
     }
-    if (p->group < 0 && every) {
+    if (every) { /* (only a sub-group lists ranks: a world name's are ignored above) */
         return sl_error(SL_ERR_FORMAT,
                         "node '%s' (%s): its sub-group's group_rank_ids list every rank: "
                         "MindSpore names such a group after the world, and lists every rank "

@@ -497,14 +497,39 @@ def test_sub_group_of_every_rank(tmp_path, ranks, want):
         assert want in out, out
 
 
-RECEIVE = """
+# The start of a rank's script for the models of save_send_receive.
+PAIR_RANK = """
 import sys
+import time
 import numpy as np
 import shardlite as mslite
 rank = mslite.distributed()["rank"]
 model = mslite.Model()
 model.build_from_file(f"{sys.argv[1]}/p{rank}.mindir", mslite.ModelType.MINDIR, mslite.Context())
 inputs = model.get_inputs()
+"""
+
+
+def save_send_receive(folder, shape, received_shape=None, tags=(0, 0)):
+    """Writes p0.mindir, which sends x + 1 (float32 of `shape`) to rank 1 with tags[0], and
+    p1.mindir, which receives a float32 message of received_shape (default: shape) from rank 0
+    with tags[1] and outputs it, then its own input, into folder."""
+    from shardlite.builder import GraphBuilder
+
+    b = GraphBuilder("g")
+    x = b.input("x", shape, np.float32)
+    b.output(b.op("Send", [b.op("Add", [x, b.const(np.float32(1))])],
+                  {"sr_tag": tags[0], "dest_rank": 1, "group": "hccl_world_group"}))
+    b.save(str(folder / "p0.mindir"))
+    b = GraphBuilder("g")
+    x = b.input("x", shape, np.float32)
+    b.output(b.op("Receive", [], {"sr_tag": tags[1], "src_rank": 0,
+                                  "shape": received_shape or shape, "dtype": 43,
+                                  "group": "hccl_world_group"}), x)
+    b.save(str(folder / "p1.mindir"))
+
+
+RECEIVE = PAIR_RANK + """
 inputs[0].set_data_from_numpy(np.ones((2, 2), np.float32))
 model.predict(inputs)
 """
@@ -516,18 +541,7 @@ def test_receive_of_another_message(tmp_path, backend, sent, received):
     """Rank 0 sends [2, 2] float32 with tag 5; rank 1 receives another shape or tag: rank 1
     fails at once naming both (not with the sent bytes and garbage after them, nor at the
     deadline), and the job ends."""
-    from shardlite.builder import GraphBuilder
-
-    b = GraphBuilder("g")
-    x = b.input("x", [2, 2], np.float32)
-    b.output(b.op("Send", [x], {"sr_tag": sent[1], "dest_rank": 1, "group": "hccl_world_group"}))
-    b.save(str(tmp_path / "p0.mindir"))
-    b = GraphBuilder("g")
-    x = b.input("x", [2, 2], np.float32)
-    y = b.op("Receive", [], {"sr_tag": received[1], "src_rank": 0, "shape": received[0],
-                             "dtype": 43, "group": "hccl_world_group"})
-    b.output(x, y)
-    b.save(str(tmp_path / "p1.mindir"))
+    save_send_receive(tmp_path, sent[0], received[0], (sent[1], received[1]))
     script = tmp_path / "receive.py"
     script.write_text(RECEIVE)
     t0 = time.monotonic()
@@ -542,15 +556,7 @@ def test_receive_of_another_message(tmp_path, backend, sent, received):
     assert want in out, out
 
 
-SEND_AHEAD = """
-import sys
-import time
-import numpy as np
-import shardlite as mslite
-rank = mslite.distributed()["rank"]
-model = mslite.Model()
-model.build_from_file(f"{sys.argv[1]}/p{rank}.mindir", mslite.ModelType.MINDIR, mslite.Context())
-inputs = model.get_inputs()
+SEND_AHEAD = PAIR_RANK + """
 x = np.arange(32768, dtype=np.float32).reshape(256, 128)
 inputs[0].set_data_from_numpy(x)
 receiver = sys.argv[2]
@@ -576,18 +582,7 @@ def test_mpi_send_ahead_of_its_receive(tmp_path, receiver):
     Rank 1 receives it a second later, rank 0 having come to its exit: it arrives whole. Never
     received: rank 0's MPI_Finalize waits until the deadline,
     says so, and drops it; the job ends well, as under shm."""
-    from shardlite.builder import GraphBuilder
-
-    b = GraphBuilder("g")
-    x = b.input("x", [256, 128], np.float32)
-    b.output(b.op("Send", [b.op("Add", [x, b.const(np.float32(1))])],
-                  {"sr_tag": 0, "dest_rank": 1, "group": "hccl_world_group"}))
-    b.save(str(tmp_path / "p0.mindir"))
-    b = GraphBuilder("g")
-    x = b.input("x", [256, 128], np.float32)
-    b.output(b.op("Receive", [], {"sr_tag": 0, "src_rank": 0, "shape": [256, 128],
-                                  "dtype": 43, "group": "hccl_world_group"}), x)
-    b.save(str(tmp_path / "p1.mindir"))
+    save_send_receive(tmp_path, [256, 128])
     script = tmp_path / "send_ahead.py"
     script.write_text(SEND_AHEAD)
     t0 = time.monotonic()
